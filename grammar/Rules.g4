@@ -1,0 +1,3 @@
+grammar Rules;
+file : EOF ;
+WS : [ \t\r\n]+ -> skip ;
