@@ -1,0 +1,266 @@
+#include "compiler/ast/AST.h"
+
+namespace ckptmap::ast {
+
+llvm::StringRef spelling(BinaryOp op) {
+  switch (op) {
+  case BinaryOp::Add: return "+";
+  case BinaryOp::Sub: return "-";
+  case BinaryOp::Mul: return "*";
+  case BinaryOp::Div: return "/";
+  case BinaryOp::Mod: return "%";
+  case BinaryOp::Lt: return "<";
+  case BinaryOp::Le: return "<=";
+  case BinaryOp::Gt: return ">";
+  case BinaryOp::Ge: return ">=";
+  case BinaryOp::Eq: return "==";
+  case BinaryOp::Ne: return "!=";
+  case BinaryOp::And: return "and";
+  case BinaryOp::Or: return "or";
+  case BinaryOp::Default: return "??";
+  }
+  return "?";
+}
+
+const BlockDecl *Rulebook::findBlock(llvm::StringRef name) const {
+  for (const auto &block : blocks)
+    if (block->name == name)
+      return block.get();
+  return nullptr;
+}
+
+// The dump prints the AST back as (normalized) rulebook text, which is also what the tests
+// compare against.
+
+static void dumpString(const StringExpr &s, llvm::raw_ostream &os) {
+  os << '"';
+  for (const StringPiece &piece : s.pieces) {
+    switch (piece.kind) {
+    case StringPiece::Kind::Literal: os << piece.text; break;
+    case StringPiece::Kind::RestCapture: os << "{*" << piece.text << "}"; break;
+    case StringPiece::Kind::Interpolation:
+      os << "{";
+      dump(*piece.expr, os);
+      os << "}";
+      break;
+    }
+  }
+  os << '"';
+}
+
+void dump(const Expr &expr, llvm::raw_ostream &os) {
+  using llvm::cast;
+  switch (expr.kind()) {
+  case Expr::Kind::Int: os << cast<IntExpr>(expr).value; break;
+  case Expr::Kind::Float: os << cast<FloatExpr>(expr).value; break;
+  case Expr::Kind::Bool: os << (cast<BoolExpr>(expr).value ? "true" : "false"); break;
+  case Expr::Kind::Null: os << "null"; break;
+  case Expr::Kind::String: dumpString(cast<StringExpr>(expr), os); break;
+  case Expr::Kind::Name: os << cast<NameExpr>(expr).name; break;
+  case Expr::Kind::List: {
+    os << "[";
+    const auto &list = cast<ListExpr>(expr);
+    for (size_t i = 0; i < list.elements.size(); ++i) {
+      if (i) os << ", ";
+      dump(*list.elements[i], os);
+    }
+    os << "]";
+    break;
+  }
+  case Expr::Kind::Member: {
+    const auto &m = cast<MemberExpr>(expr);
+    dump(*m.base, os);
+    os << "." << m.member;
+    break;
+  }
+  case Expr::Kind::Index: {
+    const auto &ix = cast<IndexExpr>(expr);
+    dump(*ix.base, os);
+    os << "[";
+    dump(*ix.index, os);
+    os << "]";
+    break;
+  }
+  case Expr::Kind::Unary: {
+    const auto &u = cast<UnaryExpr>(expr);
+    os << (u.op == UnaryOp::Neg ? "-" : "not ");
+    dump(*u.operand, os);
+    break;
+  }
+  case Expr::Kind::Binary: {
+    const auto &b = cast<BinaryExpr>(expr);
+    os << "(";
+    dump(*b.lhs, os);
+    os << " " << spelling(b.op) << " ";
+    dump(*b.rhs, os);
+    os << ")";
+    break;
+  }
+  case Expr::Kind::Call: {
+    const auto &c = cast<CallExpr>(expr);
+    os << c.callee << "(";
+    for (size_t i = 0; i < c.args.size(); ++i) {
+      if (i) os << ", ";
+      const Argument &a = c.args[i];
+      switch (a.kind) {
+      case Argument::Kind::Positional: dump(*a.value, os); break;
+      case Argument::Kind::Named: os << a.name << ": "; dump(*a.value, os); break;
+      case Argument::Kind::Sized: dump(*a.value, os); os << " : "; dump(*a.size, os); break;
+      case Argument::Kind::Binding:
+        os << a.name << " in ";
+        dump(*a.lo, os);
+        os << " .. ";
+        dump(*a.hi, os);
+        break;
+      }
+    }
+    os << ")";
+    break;
+  }
+  }
+}
+
+static void dumpBody(const StmtList &body, llvm::raw_ostream &os, unsigned indent);
+
+static void dumpStmt(const Stmt &stmt, llvm::raw_ostream &os, unsigned indent) {
+  using llvm::cast;
+  os.indent(indent);
+  switch (stmt.kind()) {
+  case Stmt::Kind::Rule: {
+    const auto &r = cast<RuleStmt>(stmt);
+    if (r.optional) os << "optional ";
+    dump(*r.left, os);
+    os << " = ";
+    dump(*r.right, os);
+    os << "\n";
+    break;
+  }
+  case Stmt::Kind::Param: {
+    const auto &p = cast<ParamStmt>(stmt);
+    os << "param " << p.name << " = ";
+    dump(*p.value, os);
+    os << "\n";
+    break;
+  }
+  case Stmt::Kind::Assert: {
+    const auto &a = cast<AssertStmt>(stmt);
+    os << "assert ";
+    dump(*a.condition, os);
+    if (!a.message.empty()) os << " : \"" << a.message << "\"";
+    os << "\n";
+    break;
+  }
+  case Stmt::Kind::For: {
+    const auto &f = cast<ForStmt>(stmt);
+    os << "for " << f.var << " in ";
+    dump(*f.lo, os);
+    os << " .. ";
+    dump(*f.hi, os);
+    dumpBody(f.body, os, indent);
+    break;
+  }
+  case Stmt::Kind::If: {
+    const auto &i = cast<IfStmt>(stmt);
+    os << "if ";
+    dump(*i.condition, os);
+    dumpBody(i.thenBody, os, indent);
+    if (!i.elseBody.empty()) {
+      os.indent(indent) << "else";
+      dumpBody(i.elseBody, os, indent);
+    }
+    break;
+  }
+  case Stmt::Kind::Switch: {
+    const auto &s = cast<SwitchStmt>(stmt);
+    os << "switch ";
+    dump(*s.subject, os);
+    os << " {\n";
+    for (const SwitchCase &c : s.cases) {
+      os.indent(indent + 2) << "case ";
+      for (size_t i = 0; i < c.values.size(); ++i) {
+        if (i) os << ", ";
+        dump(*c.values[i], os);
+      }
+      dumpBody(c.body, os, indent + 2);
+    }
+    if (s.hasDefault) {
+      os.indent(indent + 2) << "default";
+      dumpBody(s.defaultBody, os, indent + 2);
+    }
+    os.indent(indent) << "}\n";
+    break;
+  }
+  case Stmt::Kind::Scope: {
+    const auto &s = cast<ScopeStmt>(stmt);
+    os << "scope ";
+    dumpString(*s.left, os);
+    os << " = ";
+    dumpString(*s.right, os);
+    dumpBody(s.body, os, indent);
+    break;
+  }
+  case Stmt::Kind::Use: os << "use " << cast<UseStmt>(stmt).name << "\n"; break;
+  case Stmt::Kind::Choose: {
+    const auto &c = cast<ChooseStmt>(stmt);
+    os << "choose " << c.name << " {\n";
+    for (const Variant &v : c.variants) {
+      os.indent(indent + 2) << "variant " << v.name;
+      dumpBody(v.body, os, indent + 2);
+    }
+    os.indent(indent) << "}\n";
+    break;
+  }
+  case Stmt::Kind::Drop: {
+    const auto &d = cast<DropStmt>(stmt);
+    os << "drop " << d.side << " ";
+    dumpString(*d.pattern, os);
+    os << " because \"" << d.reason << "\"";
+    switch (d.restore) {
+    case DropStmt::Restore::None: break;
+    case DropStmt::Restore::Copy: os << " restore copy "; dumpString(*d.copySource, os); break;
+    case DropStmt::Restore::FromBase: os << " restore from base"; break;
+    case DropStmt::Restore::Fill:
+      os << " restore fill(";
+      dump(*d.fillValue, os);
+      os << ", ";
+      dump(*d.fillShape, os);
+      os << ", " << d.fillDType << ")";
+      break;
+    }
+    os << "\n";
+    break;
+  }
+  }
+}
+
+static void dumpBody(const StmtList &body, llvm::raw_ostream &os, unsigned indent) {
+  os << " {\n";
+  for (const StmtPtr &s : body)
+    dumpStmt(*s, os, indent + 2);
+  os.indent(indent) << "}\n";
+}
+
+void Rulebook::dump(llvm::raw_ostream &os) const {
+  os << "rulebook " << name << " {\n";
+  if (!modelTypes.empty()) {
+    os << "  model_types";
+    for (size_t i = 0; i < modelTypes.size(); ++i)
+      os << (i ? ", \"" : " \"") << modelTypes[i] << "\"";
+    os << "\n";
+  }
+  os << "}\n";
+  for (const auto &p : params)
+    dumpStmt(*p, os, 0);
+  for (const auto &a : asserts)
+    dumpStmt(*a, os, 0);
+  for (const auto &b : blocks) {
+    os << "block " << b->name;
+    dumpBody(b->body, os, 0);
+  }
+  for (const auto &m : mappings) {
+    os << "mapping " << m->left << " <-> " << m->right;
+    dumpBody(m->body, os, 0);
+  }
+}
+
+} // namespace ckptmap::ast

@@ -1,0 +1,111 @@
+#include "compiler/diag/Diagnostics.h"
+
+#include <algorithm>
+#include <numeric>
+
+namespace ckptmap {
+
+Diagnostic &Diagnostic::note(std::string text, SourceRange where) {
+  notes.push_back(Diagnostic{Severity::Note, where, std::move(text), {}});
+  return *this;
+}
+
+Diagnostic &DiagnosticEngine::error(SourceRange range, std::string message) {
+  diags_.push_back(Diagnostic{Severity::Error, range, std::move(message), {}});
+  return diags_.back();
+}
+
+Diagnostic &DiagnosticEngine::warning(SourceRange range, std::string message) {
+  diags_.push_back(Diagnostic{Severity::Warning, range, std::move(message), {}});
+  return diags_.back();
+}
+
+unsigned DiagnosticEngine::errorCount() const {
+  return unsigned(std::count_if(diags_.begin(), diags_.end(),
+                                [](const Diagnostic &d) { return d.severity == Severity::Error; }));
+}
+
+unsigned DiagnosticEngine::warningCount() const {
+  return unsigned(diags_.size()) - errorCount();
+}
+
+static llvm::StringRef severityName(Severity s) {
+  switch (s) {
+  case Severity::Error: return "error";
+  case Severity::Warning: return "warning";
+  case Severity::Note: return "note";
+  }
+  return "";
+}
+
+void DiagnosticEngine::printOne(llvm::raw_ostream &os, const Diagnostic &diag) const {
+  if (diag.range.valid())
+    os << sources_.format(diag.range.begin) << ": ";
+  os << severityName(diag.severity) << ": " << diag.message << "\n";
+  if (diag.range.valid()) {
+    llvm::StringRef text = sources_.line(diag.range.begin.file, diag.range.begin.line);
+    if (!text.empty()) {
+      std::string number = std::to_string(diag.range.begin.line);
+      os << llvm::format_decimal(diag.range.begin.line, std::max<size_t>(5, number.size()))
+         << " | " << text << "\n";
+      os << std::string(std::max<size_t>(5, number.size()), ' ') << " | ";
+      uint32_t col = diag.range.begin.col;
+      // Tabs in the prefix keep their width so the caret lines up.
+      for (uint32_t i = 1; i < col && i - 1 < text.size(); ++i)
+        os << (text[i - 1] == '\t' ? '\t' : ' ');
+      uint32_t maxLen = col - 1 < text.size() ? uint32_t(text.size() - (col - 1)) : 1;
+      uint32_t len = std::max<uint32_t>(1, std::min(diag.range.length, maxLen));
+      os << "^" << std::string(len - 1, '~') << "\n";
+    }
+  }
+  for (const Diagnostic &note : diag.notes)
+    printOne(os, note);
+}
+
+void DiagnosticEngine::print(llvm::raw_ostream &os) const {
+  std::vector<size_t> order(diags_.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const SourceRange &ra = diags_[a].range, &rb = diags_[b].range;
+    if (ra.valid() != rb.valid())
+      return ra.valid();
+    return ra.valid() && ra.begin < rb.begin;
+  });
+  for (size_t i : order)
+    printOne(os, diags_[i]);
+  unsigned errors = errorCount(), warnings = warningCount();
+  if (errors || warnings) {
+    auto plural = [](unsigned n, const char *word) {
+      return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
+    };
+    if (errors && warnings)
+      os << plural(errors, "error") << " and " << plural(warnings, "warning");
+    else if (errors)
+      os << plural(errors, "error");
+    else
+      os << plural(warnings, "warning");
+    os << " generated.\n";
+  }
+}
+
+std::string DiagnosticEngine::render() const {
+  std::string out;
+  llvm::raw_string_ostream os(out);
+  print(os);
+  return os.str();
+}
+
+std::string closestMatch(llvm::StringRef name, llvm::ArrayRef<std::string> candidates) {
+  std::string best;
+  unsigned bestDistance = std::max<unsigned>(1, unsigned(name.size()) / 3) + 1;
+  for (const std::string &candidate : candidates) {
+    unsigned d = name.edit_distance(candidate, /*AllowReplacements=*/true, bestDistance);
+    if (d < bestDistance) {
+      bestDistance = d;
+      best = candidate;
+    }
+  }
+  return best;
+}
+
+} // namespace ckptmap
