@@ -1,0 +1,90 @@
+#include "compiler/Compiler.h"
+
+#include "compiler/parse/Parser.h"
+
+#include "llvm/ADT/StringMap.h"
+
+namespace ckptmap {
+
+std::unique_ptr<CheckedRulebook> loadRulebook(llvm::StringRef path, SourceManager &sources, DiagnosticEngine &diags) {
+  auto ast = parseRulebookFile(path, sources, diags);
+  if (!ast || diags.hasErrors())
+    return nullptr;
+  return checkRulebook(std::move(ast), diags);
+}
+
+std::optional<Plan> compilePlan(const CheckedRulebook &rulebook, llvm::StringRef rulebookPath,
+                                const CompileInputs &inputs, const BindOptions &options, DiagnosticEngine &diags) {
+  BindOptions bindOptions = options;
+  for (const TensorMeta &t : inputs.stash)
+    bindOptions.stashed.insert(t.name);
+  auto binding = bindRulebook(rulebook, inputs.config, inputs.source, bindOptions, diags);
+  if (!binding)
+    return std::nullopt;
+  PlanInputs planInputs{inputs.source, inputs.stash, inputs.base, inputs.haveBase};
+  auto plan = buildPlan(*binding, planInputs, diags);
+  if (!plan)
+    return std::nullopt;
+  plan->rulebook = rulebookPath.str();
+  plan->family = rulebook.ast().name;
+  return plan;
+}
+
+RoundTrip checkRoundTrip(const CheckedRulebook &rulebook, llvm::StringRef rulebookPath, const Plan &forward,
+                         const CompileInputs &forwardInputs, const BindOptions &forwardOptions, DiagnosticEngine &diags) {
+  RoundTrip result;
+  CompileInputs back;
+  back.config = forwardInputs.config;
+  back.source = forward.outputs;
+  back.base = forwardInputs.source; // what --hf-base would hold: the original
+  back.haveBase = true;
+  BindOptions options;
+  options.from = forward.to;
+  options.to = forward.from;
+  options.overrides = forwardOptions.overrides;
+  options.recorded = forward.choices;
+  options.anyModelType = forwardOptions.anyModelType;
+  result.reverse = compilePlan(rulebook, rulebookPath, back, options, diags);
+  if (!result.reverse)
+    return result;
+
+  llvm::StringMap<const TensorMeta *> produced;
+  for (const TensorMeta &t : result.reverse->outputs)
+    produced[t.name] = &t;
+  // What only --hf-base supplies is a stated gap, not a failure of the rules.
+  llvm::StringMap<std::string> baseReason;
+  for (const Step &s : result.reverse->steps)
+    for (const Instr &i : s.instrs)
+      if (i.op == InstrOp::Load && i.source == LoadSource::Base)
+        baseReason[i.tensor] = s.rule;
+  for (const TensorMeta &t : forwardInputs.source) {
+    auto it = produced.find(t.name);
+    if (it == produced.end()) {
+      result.mismatches.push_back("'" + t.name + "' is not restored");
+      continue;
+    }
+    if (baseReason.count(t.name)) {
+      result.statedGaps.push_back("'" + t.name + "' comes back from --hf-base (" + baseReason[t.name] + ")");
+      produced.erase(it);
+      continue;
+    }
+    const TensorMeta &r = *it->second;
+    if (r.dtype != t.dtype || r.shape != t.shape)
+      result.mismatches.push_back("'" + t.name + "' comes back as " + std::string(dtypeName(r.dtype)) + " " +
+                                  formatShape(r.shape) + ", not " + std::string(dtypeName(t.dtype)) + " " + formatShape(t.shape));
+    else
+      ++result.restored;
+    produced.erase(t.name);
+  }
+  for (const auto &extra : produced)
+    result.mismatches.push_back("'" + extra.getKey().str() + "' appears on the way back but was not in the input");
+  for (const PlanGap &g : forward.gaps)
+    result.statedGaps.push_back("'" + g.pattern + "' is not produced: " + g.reason + " (" + g.rule + ")");
+  for (const Plan *p : {&forward, &*result.reverse})
+    for (const Step &s : p->steps)
+      if (!s.lossless)
+        result.lossy.push_back(s.rule + ": " + s.summary + " (" + p->from + " -> " + p->to + ")");
+  return result;
+}
+
+} // namespace ckptmap

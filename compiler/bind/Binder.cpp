@@ -1,0 +1,811 @@
+#include "compiler/bind/Binder.h"
+
+#include "compiler/check/Terms.h"
+
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringSet.h"
+
+#include <algorithm>
+#include <map>
+
+namespace ckptmap {
+
+using namespace ast;
+using llvm::cast;
+using llvm::dyn_cast;
+
+Value parseOverride(llvm::StringRef text) {
+  Value v = Value::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (v.is_discarded())
+    return Value(text.str());
+  return v;
+}
+
+namespace {
+
+/// Where bound instances go while walking. A `choose` binds each variant into its own sink
+/// and keeps the one that fits.
+struct Sink {
+  std::vector<BoundRule> rules;
+  std::vector<BoundDrop> drops;
+  std::vector<ChoiceRecord> choices;
+  std::vector<std::pair<NameTemplate, const DropStmt *>> fromBase, notRestored;
+  /// Source tensors a statement needs but the checkpoint lacks, with the statement.
+  std::vector<std::pair<std::string, const Stmt *>> missing;
+  /// Source tensors consumed (present ones), to compare variants.
+  std::vector<std::string> consumed;
+
+  void append(Sink &&o) {
+    auto move = [](auto &to, auto &from) { std::move(from.begin(), from.end(), std::back_inserter(to)); };
+    move(rules, o.rules);
+    move(drops, o.drops);
+    move(choices, o.choices);
+    move(fromBase, o.fromBase);
+    move(notRestored, o.notRestored);
+    move(missing, o.missing);
+    move(consumed, o.consumed);
+  }
+};
+
+struct Context {
+  std::string leftPrefix, rightPrefix;
+  std::string trail; ///< variants chosen on the way here
+};
+
+class Binder {
+public:
+  Binder(const CheckedRulebook &rb, const Value &config, llvm::ArrayRef<TensorMeta> source,
+         const BindOptions &options, DiagnosticEngine &diags)
+      : rb_(rb), config_(config), eval_(config), options_(options), diags_(diags) {
+    for (const TensorMeta &t : source) {
+      sourceNames_.push_back(t.name);
+      sourceSet_.insert(t.name);
+    }
+    std::sort(sourceNames_.begin(), sourceNames_.end());
+  }
+
+  std::optional<Binding> run();
+
+private:
+  bool bindStatements(const StmtList &body, Env &env, const Context &ctx, Sink &sink);
+  bool bindStatement(const Stmt &stmt, Env &env, const Context &ctx, Sink &sink);
+  bool bindRule(const RuleStmt &rule, Env &env, const Context &ctx, Sink &sink);
+  bool bindDrop(const DropStmt &drop, Env &env, const Context &ctx, Sink &sink);
+  bool bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, Sink &sink);
+  std::optional<NameTemplate> bindPattern(const StringExpr &pattern, const Env &env, llvm::StringRef prefix);
+  std::optional<BoundTerm> bindTerm(const Term &term, const Env &env, llvm::StringRef prefix);
+  std::optional<Value> bindParam(const OpParam &param, const Expr &expr, const Env &env);
+  void addInstance(BoundRule rule, const Stmt &stmt, Sink &sink);
+
+  /// Reports an evaluation error; false so callers can `return report(...)`.
+  bool report(llvm::Error err);
+  bool evalFailed(llvm::Error err) { return report(std::move(err)); }
+
+  const CheckedRulebook &rb_;
+  const Value &config_;
+  Evaluator eval_;
+  const BindOptions &options_;
+  DiagnosticEngine &diags_;
+  const MappingDecl *mapping_ = nullptr;
+  bool leftIsSource_ = true;
+  std::vector<std::string> sourceNames_;
+  llvm::StringSet<> sourceSet_;
+  unsigned probeDepth_ = 0; ///< inside a variant being tried
+};
+
+bool Binder::report(llvm::Error err) {
+  llvm::handleAllErrors(
+      std::move(err), [&](const EvalError &e) { diags_.error(e.range, e.message); },
+      [&](const llvm::ErrorInfoBase &e) { diags_.error({}, e.message()); });
+  return false;
+}
+
+std::optional<NameTemplate> Binder::bindPattern(const StringExpr &pattern, const Env &env, llvm::StringRef prefix) {
+  NameTemplate name;
+  name.appendLiteral(prefix);
+  for (const StringPiece &piece : pattern.pieces) {
+    switch (piece.kind) {
+    case StringPiece::Kind::Literal:
+      name.appendLiteral(piece.text);
+      break;
+    case StringPiece::Kind::RestCapture:
+      name.appendCapture(piece.text, /*rest=*/true);
+      break;
+    case StringPiece::Kind::Interpolation: {
+      if (auto *n = dyn_cast<NameExpr>(piece.expr.get()); n && !env.lookup(n->name) && n->name != "config") {
+        name.appendCapture(n->name, /*rest=*/false);
+        break;
+      }
+      auto v = eval_.eval(*piece.expr, env);
+      if (!v)
+        return report(v.takeError()), std::nullopt;
+      if (v->is_number_integer())
+        name.appendLiteral(std::to_string(v->get<int64_t>()));
+      else if (v->is_string())
+        name.appendLiteral(v->get<std::string>());
+      else {
+        diags_.error(piece.range, "a name can only interpolate integers and strings, not " + formatValue(*v));
+        return std::nullopt;
+      }
+      break;
+    }
+    }
+  }
+  return name;
+}
+
+std::optional<Value> Binder::bindParam(const OpParam &param, const Expr &expr, const Env &env) {
+  auto v = eval_.eval(expr, env);
+  if (!v)
+    return report(v.takeError()), std::nullopt;
+  auto bad = [&](const char *what) -> std::optional<Value> {
+    diags_.error(expr.range(), std::string("parameter '") + param.name + "' must be " + what + ", not " + formatValue(*v));
+    return std::nullopt;
+  };
+  switch (param.type) {
+  case ParamType::Int:
+    if (!v->is_number_integer()) return bad("an integer");
+    return *v;
+  case ParamType::Float:
+    if (!v->is_number()) return bad("a number");
+    return Value(v->get<double>());
+  case ParamType::Bool:
+    if (!v->is_boolean()) return bad("a boolean");
+    return *v;
+  case ParamType::DType: {
+    if (!v->is_string()) return bad("a dtype");
+    std::string name = normalizeDTypeName(v->get<std::string>());
+    if (name.empty()) return bad("a dtype");
+    return Value(name);
+  }
+  case ParamType::IntList:
+    if (!v->is_array() || !llvm::all_of(*v, [](const Value &e) { return e.is_number_integer(); }))
+      return bad("a list of integers");
+    return *v;
+  }
+  return *v;
+}
+
+std::optional<BoundTerm> Binder::bindTerm(const Term &term, const Env &env, llvm::StringRef prefix) {
+  BoundTerm out;
+  out.range = term.range;
+  if (term.isPattern()) {
+    auto name = bindPattern(*term.pattern, env, prefix);
+    if (!name)
+      return std::nullopt;
+    out.kind = BoundTerm::Kind::Tensor;
+    out.name = std::move(*name);
+    return out;
+  }
+  out.kind = BoundTerm::Kind::Op;
+  out.op = term.op;
+  out.params.assign(term.op->params.size(), Value());
+  for (size_t i = 0; i < term.params.size(); ++i) {
+    if (!term.params[i])
+      continue;
+    auto v = bindParam(term.op->params[i], *term.params[i], env);
+    if (!v)
+      return std::nullopt;
+    out.params[i] = std::move(*v);
+  }
+  auto bindOperands = [&](const Env &scope) -> bool {
+    for (const Term::Operand &operand : term.operands) {
+      auto bound = bindTerm(*operand.term, scope, prefix);
+      if (!bound)
+        return false;
+      std::optional<int64_t> size;
+      if (operand.size) {
+        auto s = eval_.evalInt(*operand.size, scope);
+        if (!s)
+          return report(s.takeError());
+        size = *s;
+      }
+      out.operands.push_back(std::move(*bound));
+      out.sizes.push_back(size);
+    }
+    return true;
+  };
+  if (term.binding) {
+    auto lo = eval_.evalInt(*term.binding->lo, env);
+    if (!lo)
+      return report(lo.takeError()), std::nullopt;
+    auto hi = eval_.evalInt(*term.binding->hi, env);
+    if (!hi)
+      return report(hi.takeError()), std::nullopt;
+    if (*hi <= *lo) {
+      diags_.error(term.binding->range, "'" + term.binding->name + " in " + std::to_string(*lo) + " .. " +
+                                            std::to_string(*hi) + "' is empty: nothing to stack");
+      return std::nullopt;
+    }
+    for (int64_t i = *lo; i < *hi; ++i) {
+      Env inner(&env);
+      inner.set(term.binding->name, Value(i));
+      if (!bindOperands(inner))
+        return std::nullopt;
+    }
+  } else if (!bindOperands(env)) {
+    return std::nullopt;
+  }
+  return out;
+}
+
+void Binder::addInstance(BoundRule rule, const Stmt &stmt, Sink &sink) {
+  std::vector<const BoundTerm *> leaves;
+  rule.source.leaves(leaves);
+  for (const BoundTerm *leaf : leaves) {
+    std::string name = leaf->name.str();
+    if (sourceSet_.count(name))
+      sink.consumed.push_back(name);
+    else
+      sink.missing.push_back({name, &stmt});
+  }
+  sink.rules.push_back(std::move(rule));
+}
+
+bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &sink) {
+  const CheckedRule &rule = *stmt.checked;
+  auto left = bindTerm(rule.left, env, ctx.leftPrefix);
+  auto right = bindTerm(rule.right, env, ctx.rightPrefix);
+  if (!left || !right)
+    return false;
+  BoundRule bound;
+  bound.source = std::move(leftIsSource_ ? *left : *right);
+  bound.target = std::move(leftIsSource_ ? *right : *left);
+  bound.stmt = &stmt;
+  bound.variantTrail = ctx.trail;
+
+  std::vector<BoundTerm *> sourceLeaves, targetLeaves;
+  bound.source.leaves(sourceLeaves);
+  bound.target.leaves(targetLeaves);
+  bool hasCaptures = llvm::any_of(sourceLeaves, [](const BoundTerm *t) { return !t->name.concrete(); });
+
+  auto present = [&](const BoundRule &r) {
+    std::vector<const BoundTerm *> leaves;
+    r.source.leaves(leaves);
+    size_t n = 0;
+    for (const BoundTerm *leaf : leaves)
+      n += sourceSet_.count(leaf->name.str());
+    return std::pair(n, leaves.size());
+  };
+
+  if (!hasCaptures) {
+    if (stmt.optional) {
+      auto [n, total] = present(bound);
+      if (n == 0)
+        return true; // an optional rule whose tensors are absent does not apply
+    }
+    addInstance(std::move(bound), stmt, sink);
+    return true;
+  }
+
+  // A rule with captures applies once per match of its first source tensor; the captured
+  // values then name every other tensor of the rule.
+  const NameTemplate first = sourceLeaves.front()->name;
+  size_t matches = 0;
+  for (const std::string &name : sourceNames_) {
+    llvm::StringMap<std::string> captures;
+    if (!first.match(name, captures))
+      continue;
+    ++matches;
+    BoundRule instance = bound;
+    std::vector<BoundTerm *> leaves;
+    instance.source.leaves(leaves);
+    instance.target.leaves(leaves);
+    for (BoundTerm *leaf : leaves)
+      leaf->name = leaf->name.instantiate(captures);
+    if (stmt.optional && present(instance).first == 0)
+      continue;
+    addInstance(std::move(instance), stmt, sink);
+  }
+  if (matches == 0 && probeDepth_ == 0)
+    diags_.warning(stmt.range(), "rule matches no tensor of the checkpoint (" + first.display() + ")");
+  return true;
+}
+
+bool Binder::bindDrop(const DropStmt &drop, Env &env, const Context &ctx, Sink &sink) {
+  if (drop.side != mapping_->left && drop.side != mapping_->right) {
+    diags_.error(drop.sideRange, "this mapping relates " + mapping_->left + " and " + mapping_->right +
+                                     "; it cannot drop " + drop.side + " tensors");
+    return false;
+  }
+  bool leftSide = drop.side == mapping_->left;
+  bool consumes = leftSide == leftIsSource_;
+  auto pattern = bindPattern(*drop.pattern, env, leftSide ? ctx.leftPrefix : ctx.rightPrefix);
+  if (!pattern)
+    return false;
+  llvm::StringRef prefix = leftSide ? ctx.leftPrefix : ctx.rightPrefix;
+
+  BoundDrop base;
+  base.stmt = &drop;
+  base.consumes = consumes;
+  base.variantTrail = ctx.trail;
+
+  if (consumes) {
+    auto addConsumed = [&](const std::string &name, const llvm::StringMap<std::string> &captures) -> bool {
+      BoundDrop d = base;
+      d.name = name;
+      if (drop.restore == DropStmt::Restore::Copy) {
+        auto copy = bindPattern(*drop.copySource, env, prefix);
+        if (!copy)
+          return false;
+        d.copyOf = copy->instantiate(captures).str();
+        if (!sourceSet_.count(d.copyOf)) {
+          sink.missing.push_back({d.copyOf, &drop});
+          return true;
+        }
+      }
+      sink.consumed.push_back(name);
+      sink.drops.push_back(std::move(d));
+      return true;
+    };
+    if (pattern->concrete()) {
+      std::string name = pattern->str();
+      if (!sourceSet_.count(name)) {
+        sink.missing.push_back({name, &drop});
+        return true;
+      }
+      return addConsumed(name, {});
+    }
+    size_t matches = 0;
+    for (const std::string &name : sourceNames_) {
+      llvm::StringMap<std::string> captures;
+      if (!pattern->match(name, captures))
+        continue;
+      ++matches;
+      if (!addConsumed(name, captures))
+        return false;
+    }
+    (void)matches;
+    return true;
+  }
+
+  // The drop's side is the target: restore what the rule says, or record what is lost.
+  switch (drop.restore) {
+  case DropStmt::Restore::None:
+    sink.notRestored.push_back({*pattern, &drop});
+    return true;
+  case DropStmt::Restore::FromBase:
+    sink.fromBase.push_back({*pattern, &drop});
+    return true;
+  case DropStmt::Restore::Copy: {
+    if (!pattern->concrete()) {
+      diags_.error(drop.pattern->range(), "'" + pattern->display() +
+                                              "' cannot be restored by copy: its captures have no values on this side");
+      return false;
+    }
+    auto copy = bindPattern(*drop.copySource, env, prefix);
+    if (!copy)
+      return false;
+    BoundDrop d = base;
+    d.name = pattern->str();
+    d.copyOf = copy->str();
+    d.fromStash = options_.stashed.count(d.name) != 0;
+    sink.drops.push_back(std::move(d));
+    return true;
+  }
+  case DropStmt::Restore::Fill: {
+    auto value = eval_.eval(*drop.fillValue, env);
+    if (!value)
+      return report(value.takeError());
+    auto shape = eval_.eval(*drop.fillShape, env);
+    if (!shape)
+      return report(shape.takeError());
+    if (!value->is_number()) {
+      diags_.error(drop.fillValue->range(), "a fill value must be a number, not " + formatValue(*value));
+      return false;
+    }
+    if (!shape->is_array() || !llvm::all_of(*shape, [](const Value &e) { return e.is_number_integer() && e.get<int64_t>() >= 0; })) {
+      diags_.error(drop.fillShape->range(), "a fill shape must be a list of sizes, not " + formatValue(*shape));
+      return false;
+    }
+    BoundDrop d = base;
+    d.name = pattern->str();
+    d.fill = true;
+    d.fillValue = value->get<double>();
+    for (const Value &e : *shape)
+      d.fillShape.push_back(e.get<int64_t>());
+    d.fillDType = drop.fillDType;
+    sink.drops.push_back(std::move(d));
+    return true;
+  }
+  }
+  return true;
+}
+
+bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, Sink &sink) {
+  std::string where = ctx.leftPrefix + " = " + ctx.rightPrefix;
+  struct Attempt {
+    const Variant *variant;
+    Sink sink;
+    std::vector<std::string> sources; ///< sorted, unique
+  };
+  std::vector<Attempt> attempts;
+  ++probeDepth_;
+  for (const Variant &variant : choose.variants) {
+    Attempt attempt{&variant, {}, {}};
+    Context inner = ctx;
+    inner.trail = ctx.trail.empty() ? choose.name + "=" + variant.name : ctx.trail + ", " + choose.name + "=" + variant.name;
+    Env scope(&env);
+    if (!bindStatements(variant.body, scope, inner, attempt.sink)) {
+      --probeDepth_;
+      return false;
+    }
+    attempt.sources = attempt.sink.consumed;
+    std::sort(attempt.sources.begin(), attempt.sources.end());
+    attempt.sources.erase(std::unique(attempt.sources.begin(), attempt.sources.end()), attempt.sources.end());
+    attempts.push_back(std::move(attempt));
+  }
+  --probeDepth_;
+
+  std::vector<Attempt *> full;
+  for (Attempt &a : attempts)
+    if (a.sink.missing.empty())
+      full.push_back(&a);
+
+  auto describeAttempts = [&](Diagnostic &d) {
+    for (const Attempt &a : attempts) {
+      if (a.sink.missing.empty()) {
+        d.note("variant '" + a.variant->name + "' matches (" + std::to_string(a.sources.size()) + " tensors)", a.variant->nameRange);
+        continue;
+      }
+      std::string text = "variant '" + a.variant->name + "' needs '" + a.sink.missing.front().first + "', which the checkpoint does not have";
+      if (a.sink.missing.size() > 1)
+        text += " (and " + std::to_string(a.sink.missing.size() - 1) + " more missing)";
+      if (!a.sources.empty())
+        text += "; it found " + std::to_string(a.sources.size()) + " of its tensors, e.g. '" + a.sources.front() + "'";
+      d.note(text, a.variant->nameRange);
+    }
+  };
+
+  Attempt *chosen = nullptr;
+  std::string reason;
+  if (full.empty()) {
+    if (probeDepth_ > 0) {
+      // Inside an outer variant being tried: this choice's failure makes that variant not match.
+      for (Attempt &a : attempts)
+        if (!a.sink.missing.empty()) {
+          sink.missing.push_back(a.sink.missing.front());
+          break;
+        }
+      return true;
+    }
+    Diagnostic &d = diags_.error(choose.nameRange, "no variant of '" + choose.name + "' matches the checkpoint at '" + where + "'");
+    describeAttempts(d);
+    return false;
+  }
+  if (full.size() == 1) {
+    chosen = full.front();
+    reason = "the only variant the checkpoint matches";
+  } else {
+    // A variant that consumes strictly more of the source is the more specific description.
+    std::vector<Attempt *> maximal;
+    for (Attempt *a : full) {
+      bool dominated = false;
+      for (Attempt *b : full)
+        if (a != b && b->sources.size() > a->sources.size() &&
+            std::includes(b->sources.begin(), b->sources.end(), a->sources.begin(), a->sources.end()))
+          dominated = true;
+      if (!dominated)
+        maximal.push_back(a);
+    }
+    bool sameSources = llvm::all_of(maximal, [&](Attempt *a) { return a->sources == maximal.front()->sources; });
+    if (maximal.size() == 1) {
+      chosen = maximal.front();
+      reason = "matches the most tensors";
+    } else if (!sameSources) {
+      Diagnostic &d = diags_.error(choose.nameRange, "the checkpoint matches several variants of '" + choose.name + "' at '" + where + "'");
+      describeAttempts(d);
+      return false;
+    } else {
+      // The variants differ only on the target side: the source cannot decide.
+      auto pick = [&](llvm::StringRef name) -> Attempt * {
+        for (Attempt *a : maximal)
+          if (a->variant->name == name)
+            return a;
+        return nullptr;
+      };
+      if (auto it = options_.variants.find(choose.name); it != options_.variants.end()) {
+        chosen = pick(it->second);
+        if (!chosen) {
+          std::vector<std::string> names;
+          for (const Variant &v : choose.variants)
+            names.push_back(v.name);
+          Diagnostic &d = diags_.error(choose.nameRange, "--variant " + choose.name + "=" + it->second +
+                                                             ": no variant of that name applies here");
+          d.note("variants: " + llvm::join(names, ", "));
+          return false;
+        }
+        reason = "--variant " + choose.name + "=" + it->second;
+      }
+      if (!chosen) {
+        for (const ChoiceRecord &r : options_.recorded)
+          if (r.choice == choose.name && r.where == where && (chosen = pick(r.variant))) {
+            reason = "recorded by the run that wrote the input";
+            break;
+          }
+      }
+      if (!chosen) {
+        for (const ChoiceRecord &r : options_.recorded)
+          if (r.choice == choose.name && (chosen = pick(r.variant))) {
+            reason = "recorded by the run that wrote the input";
+            break;
+          }
+      }
+      if (!chosen) {
+        chosen = maximal.front();
+        reason = "default (listed first)";
+      }
+    }
+  }
+  sink.choices.push_back(ChoiceRecord{choose.name, where, chosen->variant->name, reason, choose.nameRange});
+  sink.append(std::move(chosen->sink));
+  return true;
+}
+
+bool Binder::bindStatements(const StmtList &body, Env &env, const Context &ctx, Sink &sink) {
+  bool ok = true;
+  for (const StmtPtr &stmt : body)
+    ok = bindStatement(*stmt, env, ctx, sink) && ok;
+  return ok;
+}
+
+/// "h = 64, nh = 5": the values of the names an expression uses, for failed assertions.
+static void collectNames(const Expr &expr, std::vector<const Expr *> &out) {
+  switch (expr.kind()) {
+  case Expr::Kind::Name:
+  case Expr::Kind::Member:
+    out.push_back(&expr);
+    return;
+  case Expr::Kind::Index:
+    out.push_back(&expr);
+    return;
+  case Expr::Kind::Unary: collectNames(*cast<UnaryExpr>(expr).operand, out); return;
+  case Expr::Kind::Binary:
+    collectNames(*cast<BinaryExpr>(expr).lhs, out);
+    collectNames(*cast<BinaryExpr>(expr).rhs, out);
+    return;
+  case Expr::Kind::Call:
+    for (const Argument &a : cast<CallExpr>(expr).args)
+      if (a.value)
+        collectNames(*a.value, out);
+    return;
+  default:
+    return;
+  }
+}
+
+bool Binder::bindStatement(const Stmt &stmt, Env &env, const Context &ctx, Sink &sink) {
+  switch (stmt.kind()) {
+  case Stmt::Kind::Rule:
+    return bindRule(cast<RuleStmt>(stmt), env, ctx, sink);
+  case Stmt::Kind::Param: {
+    const auto &p = cast<ParamStmt>(stmt);
+    auto v = eval_.eval(*p.value, env);
+    if (!v)
+      return report(v.takeError());
+    env.set(p.name, std::move(*v));
+    return true;
+  }
+  case Stmt::Kind::Assert: {
+    const auto &a = cast<AssertStmt>(stmt);
+    auto v = eval_.evalBool(*a.condition, env);
+    if (!v)
+      return report(v.takeError());
+    if (!*v) {
+      std::string text;
+      llvm::raw_string_ostream os(text);
+      dump(*a.condition, os);
+      Diagnostic &d = diags_.error(a.range(), "assertion failed: " + os.str() + (a.message.empty() ? "" : " (" + a.message + ")"));
+      std::vector<const Expr *> names;
+      collectNames(*a.condition, names);
+      std::string values;
+      for (const Expr *e : names) {
+        std::string name;
+        llvm::raw_string_ostream ns(name);
+        dump(*e, ns);
+        auto value = eval_.eval(*e, env);
+        std::string shown = value ? formatValue(*value) : "<" + llvm::toString(value.takeError()) + ">";
+        if (values.find(ns.str() + " = ") == std::string::npos)
+          values += (values.empty() ? "" : ", ") + ns.str() + " = " + shown;
+      }
+      if (!values.empty())
+        d.note("with " + values);
+      return false;
+    }
+    return true;
+  }
+  case Stmt::Kind::For: {
+    const auto &f = cast<ForStmt>(stmt);
+    auto lo = eval_.evalInt(*f.lo, env);
+    if (!lo)
+      return report(lo.takeError());
+    auto hi = eval_.evalInt(*f.hi, env);
+    if (!hi)
+      return report(hi.takeError());
+    bool ok = true;
+    for (int64_t i = *lo; i < *hi; ++i) {
+      Env inner(&env);
+      inner.set(f.var, Value(i));
+      ok = bindStatements(f.body, inner, ctx, sink) && ok;
+    }
+    return ok;
+  }
+  case Stmt::Kind::If: {
+    const auto &i = cast<IfStmt>(stmt);
+    auto cond = eval_.evalBool(*i.condition, env);
+    if (!cond)
+      return report(cond.takeError());
+    Env inner(&env);
+    return bindStatements(*cond ? i.thenBody : i.elseBody, inner, ctx, sink);
+  }
+  case Stmt::Kind::Switch: {
+    const auto &s = cast<SwitchStmt>(stmt);
+    auto subject = eval_.eval(*s.subject, env);
+    if (!subject)
+      return report(subject.takeError());
+    for (const SwitchCase &c : s.cases) {
+      for (const ExprPtr &v : c.values) {
+        auto value = eval_.eval(*v, env);
+        if (!value)
+          return report(value.takeError());
+        if (*value == *subject) {
+          Env inner(&env);
+          return bindStatements(c.body, inner, ctx, sink);
+        }
+      }
+    }
+    if (s.hasDefault) {
+      Env inner(&env);
+      return bindStatements(s.defaultBody, inner, ctx, sink);
+    }
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    dump(*s.subject, os);
+    std::vector<std::string> known;
+    for (const SwitchCase &c : s.cases)
+      for (const ExprPtr &v : c.values)
+        if (auto value = eval_.eval(*v, env))
+          known.push_back(formatValue(*value));
+        else
+          llvm::consumeError(value.takeError());
+    diags_.error(s.range(), "no case for " + os.str() + " = " + formatValue(*subject))
+        .note("the cases are " + llvm::join(known, ", "));
+    return false;
+  }
+  case Stmt::Kind::Scope: {
+    const auto &s = cast<ScopeStmt>(stmt);
+    auto left = eval_.evalString(*s.left, env);
+    if (!left)
+      return report(left.takeError());
+    auto right = eval_.evalString(*s.right, env);
+    if (!right)
+      return report(right.takeError());
+    Context inner = ctx;
+    inner.leftPrefix += *left;
+    inner.rightPrefix += *right;
+    Env scope(&env);
+    return bindStatements(s.body, scope, inner, sink);
+  }
+  case Stmt::Kind::Use: {
+    Env scope(&env);
+    return bindStatements(cast<UseStmt>(stmt).target->body, scope, ctx, sink);
+  }
+  case Stmt::Kind::Choose:
+    return bindChoose(cast<ChooseStmt>(stmt), env, ctx, sink);
+  case Stmt::Kind::Drop:
+    return bindDrop(cast<DropStmt>(stmt), env, ctx, sink);
+  }
+  return true;
+}
+
+std::optional<Binding> Binder::run() {
+  const ast::Rulebook &rb = rb_.ast();
+  mapping_ = rb_.findMapping(options_.from, options_.to);
+  if (!mapping_) {
+    std::vector<std::string> pairs;
+    for (const auto &m : rb.mappings)
+      pairs.push_back(m->left + " <-> " + m->right);
+    diags_.error({}, "rulebook '" + rb.name + "' has no mapping between " + options_.from + " and " + options_.to)
+        .note(pairs.empty() ? "it defines no mapping" : "it maps " + llvm::join(pairs, "; "));
+    return std::nullopt;
+  }
+  leftIsSource_ = mapping_->left == options_.from;
+
+  // The config's model_type must be one the rulebook was written for.
+  if (!options_.anyModelType && !rb.modelTypes.empty()) {
+    std::string type = config_.is_object() && config_.contains("model_type") && config_["model_type"].is_string()
+                           ? config_["model_type"].get<std::string>()
+                           : "";
+    if (!llvm::is_contained(rb.modelTypes, type)) {
+      diags_.error(rb.nameRange, type.empty() ? "config.json has no model_type"
+                                              : "config.json's model_type '" + type + "' is not one rulebook '" +
+                                                    rb.name + "' accepts")
+          .note("it accepts " + llvm::join(rb.modelTypes, ", "));
+      return std::nullopt;
+    }
+  }
+
+  Binding binding;
+  binding.from = options_.from;
+  binding.to = options_.to;
+  Env globals;
+  llvm::StringSet<> declared;
+  bool ok = true;
+  for (const auto &param : rb.params) {
+    declared.insert(param->name);
+    if (auto it = options_.overrides.find(param->name); it != options_.overrides.end()) {
+      globals.set(param->name, it->second);
+      binding.params[param->name] = it->second;
+      continue;
+    }
+    auto v = eval_.eval(*param->value, globals);
+    if (!v) {
+      ok = report(v.takeError());
+      continue;
+    }
+    binding.params[param->name] = *v;
+    globals.set(param->name, std::move(*v));
+  }
+  for (const auto &[name, value] : options_.overrides) {
+    if (declared.count(name))
+      continue;
+    std::vector<std::string> names;
+    for (const auto &p : rb.params)
+      names.push_back(p->name);
+    Diagnostic &d = diags_.error({}, "-D " + name + ": rulebook '" + rb.name + "' has no parameter '" + name + "'");
+    std::string guess = closestMatch(name, names);
+    if (!guess.empty())
+      d.note("did you mean '" + guess + "'?");
+    ok = false;
+  }
+  if (!ok)
+    return std::nullopt;
+  for (const auto &a : rb.asserts)
+    ok = bindStatement(*a, globals, {}, *std::make_unique<Sink>()) && ok;
+  if (!ok)
+    return std::nullopt;
+
+  Sink sink;
+  Env scope(&globals);
+  ok = bindStatements(mapping_->body, scope, {}, sink);
+
+  // Source tensors a rule needs but the checkpoint lacks, one error per statement.
+  std::vector<const Stmt *> order;
+  std::map<const Stmt *, std::vector<std::string>> missing;
+  for (auto &[name, stmt] : sink.missing) {
+    if (!missing.count(stmt))
+      order.push_back(stmt);
+    missing[stmt].push_back(name);
+  }
+  for (const Stmt *stmt : order) {
+    const auto &names = missing[stmt];
+    std::string list;
+    for (size_t i = 0; i < names.size() && i < 3; ++i)
+      list += (i ? ", '" : "'") + names[i] + "'";
+    if (names.size() > 3)
+      list += " and " + std::to_string(names.size() - 3) + " more";
+    diags_.error(stmt->range(), std::string(llvm::isa<DropStmt>(stmt) ? "drop" : "rule") + " needs " +
+                                    (names.size() == 1 ? "a tensor" : std::to_string(names.size()) + " tensors") +
+                                    " the checkpoint does not have: " + list);
+    ok = false;
+  }
+  if (!ok)
+    return std::nullopt;
+
+  binding.rules = std::move(sink.rules);
+  binding.drops = std::move(sink.drops);
+  binding.choices = std::move(sink.choices);
+  binding.fromBase = std::move(sink.fromBase);
+  binding.notRestored = std::move(sink.notRestored);
+  return binding;
+}
+
+} // namespace
+
+std::optional<Binding> bindRulebook(const CheckedRulebook &rulebook, const Value &config,
+                                    llvm::ArrayRef<TensorMeta> source, const BindOptions &options,
+                                    DiagnosticEngine &diags) {
+  return Binder(rulebook, config, source, options, diags).run();
+}
+
+} // namespace ckptmap
