@@ -80,7 +80,7 @@ RoundTrip checkRoundTrip(const CheckedRulebook &rulebook, llvm::StringRef rulebo
     result.mismatches.push_back("'" + extra.getKey().str() + "' appears on the way back but was not in the input");
   for (const PlanGap &g : forward.gaps)
     result.statedGaps.push_back("'" + g.pattern + "' is not produced: " + g.reason + " (" + g.rule + ")");
-  for (const Plan *p : {&forward, &*result.reverse})
+  for (const Plan *p : {&forward, static_cast<const Plan *>(&*result.reverse)})
     for (const Step &s : p->steps)
       if (!s.lossless)
         result.lossy.push_back(s.rule + ": " + s.summary + " (" + p->from + " -> " + p->to + ")");
