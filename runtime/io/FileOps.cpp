@@ -1,0 +1,109 @@
+#include "runtime/io/FileOps.h"
+
+#include "runtime/io/IoError.h"
+
+#include <cerrno>
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace ckptmap {
+
+llvm::Error pwriteAll(int fd, llvm::StringRef path, llvm::ArrayRef<uint8_t> bytes,
+                      uint64_t offset) {
+  const uint8_t *p = bytes.data();
+  size_t left = bytes.size();
+  while (left > 0) {
+    ssize_t n = ::pwrite(fd, p, left, off_t(offset));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return systemError(path, "write", errno);
+    if (n == 0)
+      return systemError(path, "write", ENOSPC); // a zero-byte write only happens when full
+    p += n;
+    left -= size_t(n);
+    offset += uint64_t(n);
+  }
+  return llvm::Error::success();
+}
+
+namespace {
+
+/// Closes a descriptor on every path out; closeChecked() reports a failing close.
+class Fd {
+public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0)
+      ::close(fd_);
+  }
+  int get() const { return fd_; }
+  llvm::Error closeChecked(llvm::StringRef path) {
+    int fd = fd_;
+    fd_ = -1;
+    return ::close(fd) == 0 ? llvm::Error::success() : systemError(path, "close", errno);
+  }
+
+private:
+  int fd_;
+};
+
+llvm::Error syncAndClose(Fd &fd, llvm::StringRef path) {
+  if (::fsync(fd.get()) != 0)
+    return systemError(path, "sync", errno);
+  return fd.closeChecked(path);
+}
+
+} // namespace
+
+llvm::Error writeNewFile(llvm::StringRef path, llvm::StringRef contents) {
+  std::string p = path.str();
+  Fd fd(::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
+  if (fd.get() < 0)
+    return systemError(path, "create", errno);
+  llvm::ArrayRef<uint8_t> bytes(reinterpret_cast<const uint8_t *>(contents.data()),
+                                contents.size());
+  if (llvm::Error e = pwriteAll(fd.get(), path, bytes, 0))
+    return e;
+  return syncAndClose(fd, path);
+}
+
+llvm::Error copyFile(llvm::StringRef from, llvm::StringRef to) {
+  std::string f = from.str(), t = to.str();
+  Fd in(::open(f.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.get() < 0)
+    return systemError(from, "read", errno);
+  Fd out(::open(t.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
+  if (out.get() < 0)
+    return systemError(to, "create", errno);
+  uint8_t buf[1 << 16];
+  uint64_t offset = 0;
+  for (;;) {
+    ssize_t n = ::read(in.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return systemError(from, "read", errno);
+    if (n == 0)
+      break;
+    if (llvm::Error e = pwriteAll(out.get(), to, {buf, size_t(n)}, offset))
+      return e;
+    offset += uint64_t(n);
+  }
+  return syncAndClose(out, to);
+}
+
+llvm::Error syncDirectory(llvm::StringRef path) {
+  std::string p = path.str();
+  int fd = ::open(p.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return systemError(path, "open", errno);
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0 && err != EINVAL && err != ENOTSUP)
+    return systemError(path, "sync", err);
+  return llvm::Error::success();
+}
+
+} // namespace ckptmap

@@ -1,0 +1,24 @@
+// Whole-buffer POSIX file operations that retry short writes and EINTR and report errors as
+// "PATH: cannot VERB: reason".
+#pragma once
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+
+namespace ckptmap {
+
+/// Writes all of `bytes` at `offset` of `fd` (the file `path`).
+llvm::Error pwriteAll(int fd, llvm::StringRef path, llvm::ArrayRef<uint8_t> bytes,
+                      uint64_t offset);
+/// Creates `path` (which must not exist) holding `contents`, synced to disk.
+llvm::Error writeNewFile(llvm::StringRef path, llvm::StringRef contents);
+/// Copies the file `from` (following symbolic links) to the new file `to`, synced to disk.
+llvm::Error copyFile(llvm::StringRef from, llvm::StringRef to);
+/// fsync of a directory, so renames and creations in it are durable. File systems that
+/// cannot sync directories are not an error.
+llvm::Error syncDirectory(llvm::StringRef path);
+
+} // namespace ckptmap

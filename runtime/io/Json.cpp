@@ -1,0 +1,146 @@
+#include "runtime/io/Json.h"
+
+#include "runtime/io/IoError.h"
+
+#include "llvm/ADT/StringSet.h"
+
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace ckptmap {
+namespace {
+
+/// Tracks the open objects and arrays during a callback parse to spot repeated keys.
+class DuplicateFinder {
+public:
+  bool onEvent(nlohmann::json::parse_event_t event, const nlohmann::json &parsed) {
+    using Event = nlohmann::json::parse_event_t;
+    if (found_)
+      return true;
+    switch (event) {
+    case Event::object_start:
+    case Event::array_start:
+      enterChild();
+      frames_.push_back({event == Event::object_start, pathElement(), {}, {}, 0});
+      break;
+    case Event::object_end:
+    case Event::array_end:
+      frames_.pop_back();
+      break;
+    case Event::key: {
+      Frame &top = frames_.back();
+      top.lastKey = parsed.get<std::string>();
+      if (!top.keys.insert(top.lastKey).second) {
+        JsonDuplicateKey dup;
+        for (size_t i = 1; i < frames_.size(); ++i)
+          dup.path.push_back(frames_[i].name);
+        dup.key = top.lastKey;
+        found_ = std::move(dup);
+      }
+      break;
+    }
+    case Event::value:
+      enterChild();
+      break;
+    }
+    return true;
+  }
+
+  std::optional<JsonDuplicateKey> &found() { return found_; }
+
+private:
+  struct Frame {
+    bool isObject;
+    std::string name; ///< how the parent refers to this container
+    llvm::StringSet<> keys;
+    std::string lastKey;
+    size_t elements; ///< for arrays: children seen so far
+  };
+
+  void enterChild() {
+    if (!frames_.empty() && !frames_.back().isObject)
+      ++frames_.back().elements;
+  }
+  std::string pathElement() const {
+    if (frames_.empty())
+      return "";
+    const Frame &top = frames_.back();
+    return top.isObject ? top.lastKey : std::to_string(top.elements - 1);
+  }
+
+  std::vector<Frame> frames_;
+  std::optional<JsonDuplicateKey> found_;
+};
+
+/// nlohmann's what() is "[json.exception.parse_error.101] parse error at line 1, column 2:
+/// DETAIL"; the position is reported separately, so keep only DETAIL.
+std::string parseErrorDetail(const char *what) {
+  llvm::StringRef text(what);
+  size_t start = text.find("parse error");
+  size_t colon = text.find(": ", start == llvm::StringRef::npos ? 0 : start);
+  return colon == llvm::StringRef::npos ? text.str() : text.drop_front(colon + 2).str();
+}
+
+} // namespace
+
+std::optional<JsonParseFailure> parseJsonStrict(llvm::StringRef text, nlohmann::json &out) {
+  DuplicateFinder finder;
+  try {
+    out = nlohmann::json::parse(
+        text.begin(), text.end(),
+        [&finder](int, nlohmann::json::parse_event_t event, nlohmann::json &parsed) {
+          return finder.onEvent(event, parsed);
+        });
+  } catch (const nlohmann::json::parse_error &e) {
+    return JsonParseFailure(JsonSyntaxError{e.byte, parseErrorDetail(e.what())});
+  }
+  if (finder.found())
+    return JsonParseFailure(std::move(*finder.found()));
+  return std::nullopt;
+}
+
+std::string formatJsonPath(const std::vector<std::string> &path) {
+  if (path.empty())
+    return "/";
+  std::string out;
+  for (const std::string &p : path)
+    out += "/" + p;
+  return out;
+}
+
+llvm::Expected<nlohmann::json> readJsonFile(llvm::StringRef path) {
+  std::string p = path.str();
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return systemError(path, "read", errno);
+  std::string text;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return systemError(path, "read", err);
+    }
+    if (n == 0)
+      break;
+    text.append(buf, size_t(n));
+  }
+  ::close(fd);
+
+  nlohmann::json value;
+  if (auto failure = parseJsonStrict(text, value)) {
+    if (auto *syntax = std::get_if<JsonSyntaxError>(&*failure))
+      return ioError(path + ": not valid JSON at byte " + llvm::Twine(syntax->byte) + ": " +
+                     syntax->detail);
+    auto &dup = std::get<JsonDuplicateKey>(*failure);
+    return ioError(path + ": duplicate key '" + dup.key + "' in " + formatJsonPath(dup.path));
+  }
+  return value;
+}
+
+} // namespace ckptmap

@@ -1,0 +1,182 @@
+#include "runtime/io/Safetensors.h"
+
+#include "runtime/io/IoError.h"
+#include "runtime/io/SafetensorsHeader.h"
+#include "runtime/io/ShardIndex.h"
+
+#include "llvm/ADT/StringMap.h"
+#include "llvm/Support/Path.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace ckptmap {
+namespace {
+
+std::string joinPath(llvm::StringRef dir, llvm::StringRef name) {
+  llvm::SmallString<256> p(dir);
+  llvm::sys::path::append(p, name);
+  return std::string(p.str());
+}
+
+bool isRegularFile(const std::string &path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/// Names of the *.safetensors regular files of `dir`, sorted.
+llvm::Expected<std::vector<std::string>> listSafetensorsFiles(llvm::StringRef dir) {
+  std::string d = dir.str();
+  DIR *handle = ::opendir(d.c_str());
+  if (!handle)
+    return systemError(dir, "list", errno);
+  std::vector<std::string> names;
+  while (struct dirent *e = ::readdir(handle)) {
+    llvm::StringRef name(e->d_name);
+    if (name.endswith(".safetensors") && isRegularFile(joinPath(dir, name)))
+      names.push_back(name.str());
+  }
+  ::closedir(handle);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+} // namespace
+
+llvm::Expected<std::unique_ptr<SafetensorsSource>> SafetensorsSource::open(llvm::StringRef path) {
+  std::unique_ptr<SafetensorsSource> src(new SafetensorsSource());
+  struct stat st;
+  if (::stat(path.str().c_str(), &st) != 0)
+    return systemError(path, "open", errno);
+
+  std::vector<std::string> shardNames;
+  std::optional<ShardIndex> index;
+  if (S_ISDIR(st.st_mode)) {
+    src->root_ = path.str();
+    std::string indexPath = joinPath(path, kIndexFileName);
+    if (isRegularFile(indexPath)) {
+      llvm::Expected<ShardIndex> read = readShardIndex(indexPath);
+      if (!read)
+        return read.takeError();
+      index = std::move(*read);
+      src->indexPath_ = indexPath;
+      for (const auto &[tensor, shard] : index->weightMap)
+        shardNames.push_back(shard);
+      std::sort(shardNames.begin(), shardNames.end());
+      shardNames.erase(std::unique(shardNames.begin(), shardNames.end()), shardNames.end());
+    } else if (isRegularFile(joinPath(path, kSingleFileName))) {
+      shardNames.push_back(kSingleFileName.str());
+    } else {
+      llvm::Expected<std::vector<std::string>> found = listSafetensorsFiles(path);
+      if (!found)
+        return found.takeError();
+      if (found->empty())
+        return ioError(path + ": no " + kIndexFileName + ", " + kSingleFileName +
+                       " or other .safetensors file");
+      shardNames = std::move(*found);
+    }
+  } else {
+    llvm::StringRef parent = llvm::sys::path::parent_path(path);
+    src->root_ = parent.empty() ? "." : parent.str();
+    shardNames.push_back(llvm::sys::path::filename(path).str());
+  }
+
+  // Tensors in file order of discovery; sorted by name at the end.
+  struct Found {
+    HeaderTensor tensor;
+    uint32_t shard;
+  };
+  std::vector<Found> found;
+  llvm::StringMap<uint32_t> owner; // tensor name -> shard that holds it
+  for (const std::string &name : shardNames) {
+    // A single file keeps the path as given, so messages repeat what the user typed.
+    std::string shardPath = S_ISDIR(st.st_mode) ? joinPath(path, name) : path.str();
+    if (index && ::access(shardPath.c_str(), F_OK) != 0 && errno == ENOENT) {
+      auto mapped = std::find_if(index->weightMap.begin(), index->weightMap.end(),
+                                 [&](const auto &kv) { return kv.second == name; });
+      return ioError(src->indexPath_ + ": shard '" + name + "' does not exist (tensor '" +
+                     mapped->first + "' is mapped to it)");
+    }
+    llvm::Expected<std::shared_ptr<const MappedFile>> file = MappedFile::open(shardPath);
+    if (!file)
+      return file.takeError();
+    llvm::Expected<SafetensorsHeader> header = parseSafetensorsHeader((*file)->bytes(), shardPath);
+    if (!header)
+      return header.takeError();
+
+    uint32_t shardIndex = uint32_t(src->shards_.size());
+    for (HeaderTensor &t : header->tensors) {
+      auto [it, inserted] = owner.try_emplace(t.meta.name, shardIndex);
+      if (!inserted)
+        return ioError(shardPath + ": tensor '" + t.meta.name + "' is also in " +
+                       src->shards_[it->second].name);
+      if (index) {
+        auto listed = index->weightMap.find(t.meta.name);
+        if (listed == index->weightMap.end())
+          return ioError(src->indexPath_ + ": shard '" + name + "' contains tensor '" +
+                         t.meta.name + "', which weight_map does not list");
+        if (listed->second != name)
+          return ioError(src->indexPath_ + ": shard '" + name + "' contains tensor '" +
+                         t.meta.name + "', which weight_map maps to '" + listed->second + "'");
+      }
+      found.push_back({std::move(t), shardIndex});
+    }
+    src->shards_.push_back(
+        {name, shardPath, std::move(*file), header->dataStart, std::move(header->metadata)});
+  }
+  if (index)
+    for (const auto &[tensor, shard] : index->weightMap)
+      if (!owner.count(tensor))
+        return ioError(src->indexPath_ + ": tensor '" + tensor + "' is mapped to shard '" +
+                       shard + "', which does not contain it");
+
+  std::sort(found.begin(), found.end(), [](const Found &a, const Found &b) {
+    return a.tensor.meta.name < b.tensor.meta.name;
+  });
+  src->tensors_.reserve(found.size());
+  src->locations_.reserve(found.size());
+  for (Found &f : found) {
+    const SafetensorsShard &shard = src->shards_[f.shard];
+    src->locations_.push_back(
+        {f.shard, shard.dataStart + f.tensor.begin, f.tensor.end - f.tensor.begin});
+    src->tensors_.push_back({std::move(f.tensor.meta), shard.name});
+  }
+  return src;
+}
+
+std::optional<size_t> SafetensorsSource::indexOf(const SourceTensor &tensor) const {
+  // Entries handed out by tensors() are located by address; others by name.
+  std::less<const SourceTensor *> before;
+  if (!tensors_.empty() && !before(&tensor, tensors_.data()) &&
+      before(&tensor, tensors_.data() + tensors_.size()))
+    return size_t(&tensor - tensors_.data());
+  if (const SourceTensor *t = find(tensor.meta.name))
+    return size_t(t - tensors_.data());
+  return std::nullopt;
+}
+
+const SafetensorsSource::Location *SafetensorsSource::location(const SourceTensor &tensor) const {
+  std::optional<size_t> i = indexOf(tensor);
+  return i ? &locations_[*i] : nullptr;
+}
+
+llvm::Expected<TensorBytes> SafetensorsSource::read(const SourceTensor &tensor) const {
+  std::optional<size_t> i = indexOf(tensor);
+  if (!i)
+    return ioError(root_ + ": no tensor '" + tensor.meta.name + "'");
+  const Location &loc = locations_[*i];
+  const std::shared_ptr<const MappedFile> &file = shards_[loc.shard].file;
+  return TensorBytes(file->bytes().data() + loc.offset, loc.size, file);
+}
+
+llvm::Expected<std::unique_ptr<TensorSource>> openSafetensors(llvm::StringRef path) {
+  llvm::Expected<std::unique_ptr<SafetensorsSource>> src = SafetensorsSource::open(path);
+  if (!src)
+    return src.takeError();
+  return std::unique_ptr<TensorSource>(std::move(*src));
+}
+
+} // namespace ckptmap
