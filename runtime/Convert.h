@@ -1,0 +1,83 @@
+// Conversion as the command line runs it: open the input (whatever its format), find and
+// compile the rulebook, execute the plan into an atomic output, and leave beside the tensors
+// what the way back needs (the choices made, the tensors kept aside).
+#pragma once
+
+#include "compiler/Compiler.h"
+#include "runtime/exec/Interpreter.h"
+#include "runtime/io/CheckpointWriter.h"
+
+#include <memory>
+#include <optional>
+
+namespace ckptmap {
+
+/// Written into every output: which rulebook and direction made it, and which variant each
+/// choice took, so converting back needs no options and restores the same layout.
+inline constexpr llvm::StringLiteral kProvenanceFile = "ckptmap.json";
+/// Subdirectory holding dropped tensors that differed from the copy meant to restore them.
+inline constexpr llvm::StringLiteral kStashDir = "ckptmap-stash";
+
+struct Provenance {
+  std::string family, from, to;
+  std::vector<ChoiceRecord> choices;
+};
+
+/// A checkpoint opened as the input of a conversion.
+struct OpenedCheckpoint {
+  std::string path;
+  std::unique_ptr<TensorSource> tensors;
+  nlohmann::json config;          ///< null when there is no config.json
+  std::string configPath;
+  std::optional<Provenance> provenance;
+  std::unique_ptr<TensorSource> stash;
+
+  std::vector<TensorMeta> metas() const;
+};
+
+/// Opens a checkpoint directory or file. `configOverride` (e.g. --hf-config) replaces the
+/// config.json found beside the tensors.
+llvm::Expected<OpenedCheckpoint> openCheckpoint(llvm::StringRef path, llvm::StringRef configOverride = "");
+
+/// Directories searched for rulebooks named by family or chosen by model_type: $CKPTMAP_RULEBOOKS,
+/// then the rulebooks/ shipped with this build.
+std::vector<std::string> rulebookSearchPath();
+
+/// A rulebook argument: a path, a family name ("deepseek_v3"), or empty to pick the shipped
+/// rulebook whose model_types list `config`'s model_type.
+llvm::Expected<std::string> resolveRulebook(llvm::StringRef arg, const nlohmann::json &config);
+
+struct ConvertOptions {
+  std::string rulebook; ///< as resolveRulebook takes it
+  std::string planPath; ///< run a plan from JSON instead of compiling
+  BindOptions bind;     ///< from/to, -D, --variant
+  std::string hfConfig; ///< --hf-config
+  std::string hfBase;   ///< --hf-base
+  WriteOptions write;
+  ExecOptions exec;
+};
+
+struct ConvertSummary {
+  Plan plan;
+  ExecResult exec;
+  double seconds = 0;
+  uint64_t inputBytes = 0;
+};
+
+/// Compiles (or loads) and runs a plan. Diagnostics of the compile go to `diags`; I/O and
+/// execution errors come back as the error. Nothing is left at the output on failure.
+llvm::Expected<ConvertSummary> convert(llvm::StringRef input, llvm::StringRef output, const ConvertOptions &options,
+                                       SourceManager &sources, DiagnosticEngine &diags);
+
+/// The compile half of convert(), for check/compile/explain.
+struct CompiledPlan {
+  std::unique_ptr<CheckedRulebook> rulebook;
+  std::string rulebookPath;
+  CompileInputs inputs;
+  BindOptions options;
+  std::optional<Plan> plan;
+};
+llvm::Expected<CompiledPlan> compileFor(const OpenedCheckpoint &input, const ConvertOptions &options,
+                                        const TensorSource *base, SourceManager &sources, DiagnosticEngine &diags);
+
+} // namespace ckptmap

@@ -1,0 +1,51 @@
+// Runtime values of a plan step. A value is a list of byte ranges ("segments") in order:
+// structural ops (split, concat, qkv, stack and their inverses) only rearrange the list, so a
+// rename or a fuse never copies bytes until the final write, and a tensor read from a mapped
+// file is written straight from the page cache. Compute ops materialize their operands.
+#pragma once
+
+#include "compiler/plan/Plan.h"
+#include "runtime/io/TensorSource.h"
+
+#include <vector>
+
+namespace ckptmap {
+
+struct Segment {
+  const uint8_t *data;
+  size_t size;
+};
+
+class RtValue {
+public:
+  RtValue() = default;
+  RtValue(ValueType type, TensorBytes bytes);
+
+  const ValueType &type() const { return type_; }
+  uint64_t byteSize() const { return type_.byteSize(); }
+  llvm::ArrayRef<Segment> segments() const { return segments_; }
+  /// One contiguous run of bytes: either the single segment itself, or a copy made once.
+  llvm::ArrayRef<uint8_t> contiguous();
+  /// Bytes this value owns beyond views of mapped files (for the memory budget).
+  uint64_t ownedBytes() const { return owned_; }
+
+  /// [start, start + count) along `dim`.
+  RtValue slice(int64_t dim, int64_t start, int64_t count) const;
+  /// The parts joined along `dim`; every part has the same shape but along `dim`.
+  static RtValue concat(llvm::ArrayRef<const RtValue *> parts, int64_t dim);
+  /// The same bytes under another type of equal size.
+  RtValue retyped(ValueType type) const;
+
+private:
+  void appendRange(const RtValue &from, uint64_t offset, uint64_t size);
+  void keep(const RtValue &other);
+
+  ValueType type_;
+  std::vector<Segment> segments_;
+  std::vector<uint64_t> starts_; ///< byte offset of each segment within the value
+  uint64_t total_ = 0;           ///< bytes the segments hold
+  std::vector<TensorBytes> keep_; ///< owners of the bytes the segments point into
+  uint64_t owned_ = 0;
+};
+
+} // namespace ckptmap

@@ -1,0 +1,557 @@
+#include "tools/cli/Commands.h"
+
+#include "compiler/check/Ops.h"
+#include "compiler/plan/Shapes.h"
+#include "runtime/Convert.h"
+#include "runtime/exec/Progress.h"
+#include "runtime/io/ByteSize.h"
+#include "runtime/io/Inspect.h"
+#include "runtime/io/Safetensors.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+
+#include <map>
+
+namespace ckptmap::cli {
+
+using json = nlohmann::json;
+
+namespace {
+
+int fail(const llvm::Twine &message) {
+  llvm::errs() << "ckptmap: error: " << message << "\n";
+  return 1;
+}
+
+int fail(llvm::Error err) { return fail(llvm::toString(std::move(err))); }
+
+// Options shared by the commands that compile a rulebook.
+std::vector<OptionSpec> compileOptions() {
+  return {
+      {"from", 0, "CONV", "convention of the input: mcore, hf or hf-mem (default: recorded in the input)"},
+      {"to", 0, "CONV", "convention of the output (default: recorded in the input)"},
+      {"define", 'D', "NAME=VALUE", "override a rulebook parameter (value as JSON, else a string)", true},
+      {"variant", 0, "CHOICE=NAME", "prefer a variant where the input does not decide (e.g. norms=local)", true},
+      {"hf-config", 0, "PATH", "config.json to use when the input has none (Megatron checkpoints)"},
+      {"hf-base", 0, "DIR", "the original HF checkpoint, for the parts MCore does not hold"},
+      {"any-model-type", 0, "", "accept a config whose model_type the rulebook does not list"},
+  };
+}
+
+std::vector<OptionSpec> with(std::vector<OptionSpec> a, const std::vector<OptionSpec> &b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+/// Reads --from/--to/-D/--variant and friends; `input` fills in a recorded direction.
+llvm::Expected<ConvertOptions> conversionOptions(const ParsedArgs &args, const OpenedCheckpoint *input,
+                                                 const std::string &rulebook) {
+  ConvertOptions o;
+  o.rulebook = rulebook;
+  o.bind.from = args.get("from");
+  o.bind.to = args.get("to");
+  if (input && input->provenance) {
+    // The way back from a checkpoint this tool wrote needs no direction.
+    if (o.bind.from.empty())
+      o.bind.from = input->provenance->to;
+    if (o.bind.to.empty() && o.bind.from == input->provenance->to)
+      o.bind.to = input->provenance->from;
+    if (o.rulebook.empty() && !input->provenance->family.empty())
+      o.rulebook = input->provenance->family;
+  }
+  if (o.bind.from.empty() || o.bind.to.empty())
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), "--from and --to are required (e.g. --from hf --to mcore)");
+  for (const std::string &d : args.all("define")) {
+    auto [name, value] = llvm::StringRef(d).split('=');
+    if (!llvm::StringRef(d).contains('=') || name.empty())
+      return llvm::createStringError(llvm::inconvertibleErrorCode(), "-D expects NAME=VALUE, got '%s'", d.c_str());
+    o.bind.overrides[name.str()] = parseOverride(value);
+  }
+  for (const std::string &v : args.all("variant")) {
+    auto [choice, name] = llvm::StringRef(v).split('=');
+    if (!llvm::StringRef(v).contains('=') || choice.empty() || name.empty())
+      return llvm::createStringError(llvm::inconvertibleErrorCode(), "--variant expects CHOICE=NAME, got '%s'", v.c_str());
+    o.bind.variants[choice.str()] = name.str();
+  }
+  o.bind.anyModelType = args.has("any-model-type");
+  o.hfConfig = args.get("hf-config");
+  o.hfBase = args.get("hf-base");
+  return o;
+}
+
+/// Splits "[RULEBOOK] rest..." given how many trailing positionals the command needs.
+std::pair<std::string, std::vector<std::string>> splitRulebook(const ParsedArgs &args, size_t rest) {
+  const auto &p = args.positionals();
+  if (p.size() > rest)
+    return {p[0], std::vector<std::string>(p.begin() + 1, p.end())};
+  return {args.get("rulebook"), p};
+}
+
+struct Compiled {
+  SourceManager sources;
+  DiagnosticEngine diags{sources};
+  std::optional<OpenedCheckpoint> input;
+  std::unique_ptr<TensorSource> base;
+  ConvertOptions options;
+  CompiledPlan compiled;
+};
+
+/// Opens the input and compiles the plan; prints diagnostics. Null on failure (reported).
+std::unique_ptr<Compiled> compileFromArgs(const ParsedArgs &args, const std::string &rulebook, const std::string &ckpt) {
+  auto c = std::make_unique<Compiled>();
+  auto input = openCheckpoint(ckpt, args.get("hf-config"));
+  if (!input) {
+    fail(input.takeError());
+    return nullptr;
+  }
+  c->input = std::move(*input);
+  auto options = conversionOptions(args, &*c->input, rulebook);
+  if (!options) {
+    fail(options.takeError());
+    return nullptr;
+  }
+  c->options = std::move(*options);
+  if (!c->options.hfBase.empty()) {
+    auto b = openSafetensors(c->options.hfBase);
+    if (!b) {
+      fail(b.takeError());
+      return nullptr;
+    }
+    c->base = std::move(*b);
+  }
+  auto compiled = compileFor(*c->input, c->options, c->base.get(), c->sources, c->diags);
+  c->diags.print(llvm::errs());
+  if (!compiled) {
+    fail(compiled.takeError());
+    return nullptr;
+  }
+  c->compiled = std::move(*compiled);
+  if (!c->compiled.plan)
+    return nullptr;
+  return c;
+}
+
+std::map<std::string, size_t> stepKinds(const Plan &plan) {
+  std::map<std::string, size_t> kinds;
+  for (const Step &s : plan.steps)
+    ++kinds[s.summary];
+  return kinds;
+}
+
+json planSummaryJson(const Plan &plan) {
+  json j;
+  j["rulebook"] = plan.rulebook;
+  j["family"] = plan.family;
+  j["from"] = plan.from;
+  j["to"] = plan.to;
+  uint64_t inBytes = 0;
+  for (const TensorMeta &t : plan.inputs)
+    inBytes += t.byteSize();
+  j["inputs"] = {{"tensors", plan.inputs.size() + plan.drops.size()}, {"bytes", inBytes}};
+  j["outputs"] = {{"tensors", plan.outputs.size()}, {"bytes", plan.outputBytes()}};
+  j["steps"] = stepKinds(plan);
+  j["drops"] = json::array();
+  for (const PlanDrop &d : plan.drops)
+    j["drops"].push_back({{"tensor", d.tensor}, {"reason", d.reason}, {"rule", d.rule}});
+  j["choices"] = json::array();
+  for (const ChoiceRecord &c : plan.choices)
+    j["choices"].push_back({{"choice", c.choice}, {"where", c.where}, {"variant", c.variant}, {"reason", c.reason}});
+  j["gaps"] = json::array();
+  for (const PlanGap &g : plan.gaps)
+    j["gaps"].push_back({{"pattern", g.pattern}, {"reason", g.reason}, {"rule", g.rule}, {"from_base", g.fromBase}});
+  return j;
+}
+
+void printPlanSummary(const Plan &plan, llvm::raw_ostream &os) {
+  os << plan.from << " -> " << plan.to << " with " << plan.rulebook << " (" << plan.family << "): " << plan.inputs.size()
+     << " tensors read, " << plan.outputs.size() << " written (" << formatBytes(plan.outputBytes()) << ")\n";
+  std::vector<std::string> kinds;
+  for (const auto &[kind, n] : stepKinds(plan))
+    kinds.push_back(kind + " " + std::to_string(n));
+  os << "  steps: " << llvm::join(kinds, ", ") << "\n";
+  if (!plan.drops.empty()) {
+    std::map<std::string, size_t> reasons;
+    for (const PlanDrop &d : plan.drops)
+      ++reasons[d.reason];
+    for (const auto &[reason, n] : reasons)
+      os << "  dropped " << n << " tensor" << (n == 1 ? "" : "s") << ": " << reason << "\n";
+  }
+  std::map<std::string, std::map<std::string, size_t>> choices;
+  for (const ChoiceRecord &c : plan.choices)
+    ++choices[c.choice][c.variant];
+  for (const auto &[choice, variants] : choices) {
+    std::vector<std::string> parts;
+    for (const auto &[v, n] : variants)
+      parts.push_back(v + " (" + std::to_string(n) + "x)");
+    os << "  variant " << choice << ": " << llvm::join(parts, ", ") << "\n";
+  }
+  for (const PlanGap &g : plan.gaps)
+    os << "  not produced: " << g.pattern << ": " << g.reason << (g.fromBase ? " (pass --hf-base DIR to restore it)" : "")
+       << "\n";
+}
+
+} // namespace
+
+int runInspect(const ParsedArgs &args) {
+  auto source = openCheckpoint(args.positionals()[0]);
+  if (!source)
+    return fail(source.takeError());
+  if (args.has("json")) {
+    llvm::outs() << describeCheckpoint(*source->tensors).dump(2) << "\n";
+    return 0;
+  }
+  printCheckpoint(llvm::outs(), *source->tensors);
+  return 0;
+}
+
+int runDiff(const ParsedArgs &args) {
+  auto a = openSafetensors(args.positionals()[0]);
+  if (!a)
+    return fail(a.takeError());
+  auto b = openSafetensors(args.positionals()[1]);
+  if (!b)
+    return fail(b.takeError());
+  DiffOptions options;
+  options.compareBytes = !args.has("headers-only");
+  auto diff = diffCheckpoints(**a, **b, options);
+  if (!diff)
+    return fail(diff.takeError());
+  if (args.has("json"))
+    llvm::outs() << diffToJson(*diff).dump(2) << "\n";
+  else
+    printDiff(llvm::outs(), *diff);
+  return diff->same() ? 0 : 1;
+}
+
+int runCheck(const ParsedArgs &args) {
+  auto [rulebook, rest] = splitRulebook(args, 1);
+  auto c = compileFromArgs(args, rulebook, rest[0]);
+  if (!c)
+    return 1;
+  const Plan &plan = *c->compiled.plan;
+  DiagnosticEngine reverseDiags(c->sources);
+  RoundTrip trip = checkRoundTrip(*c->compiled.rulebook, c->compiled.rulebookPath, plan, c->compiled.inputs,
+                                  c->compiled.options, reverseDiags);
+  reverseDiags.print(llvm::errs());
+  bool ok = trip.reverse && trip.mismatches.empty();
+  if (args.has("json")) {
+    json j = planSummaryJson(plan);
+    j["round_trip"] = {{"compiled", bool(trip.reverse)},
+                       {"restored", trip.restored},
+                       {"mismatches", trip.mismatches},
+                       {"stated_gaps", trip.statedGaps},
+                       {"lossy", trip.lossy}};
+    j["ok"] = ok;
+    llvm::outs() << j.dump(2) << "\n";
+    return ok ? 0 : 1;
+  }
+  printPlanSummary(plan, llvm::outs());
+  if (!trip.reverse) {
+    llvm::outs() << "the way back (" << plan.to << " -> " << plan.from << ") does not compile: see the errors above\n";
+    return 1;
+  }
+  llvm::outs() << "way back " << plan.to << " -> " << plan.from << ": " << trip.restored << " of "
+               << c->compiled.inputs.source.size() << " tensors restored with their names, dtypes and shapes\n";
+  for (const std::string &m : trip.mismatches)
+    llvm::outs() << "  mismatch: " << m << "\n";
+  size_t shown = 0;
+  for (const std::string &g : trip.statedGaps)
+    if (shown++ < 10)
+      llvm::outs() << "  by rule: " << g << "\n";
+  if (trip.statedGaps.size() > 10)
+    llvm::outs() << "  by rule: ... and " << trip.statedGaps.size() - 10 << " more\n";
+  if (trip.lossy.empty())
+    llvm::outs() << "every step is lossless\n";
+  for (const std::string &l : trip.lossy)
+    llvm::outs() << "  may lose bits: " << l << "\n";
+  llvm::outs() << (ok ? "ok\n" : "FAILED\n");
+  return ok ? 0 : 1;
+}
+
+int runCompile(const ParsedArgs &args) {
+  auto [rulebook, rest] = splitRulebook(args, 1);
+  if (!args.has("output"))
+    return fail("compile needs -o PLAN.json");
+  auto c = compileFromArgs(args, rulebook, rest[0]);
+  if (!c)
+    return 1;
+  std::string out = args.get("output");
+  std::error_code ec;
+  std::string tmp = out + ".tmp";
+  {
+    llvm::raw_fd_ostream os(tmp, ec);
+    if (ec)
+      return fail("cannot write '" + tmp + "': " + ec.message());
+    os << planToJson(*c->compiled.plan).dump(1) << "\n";
+    os.close();
+    if (os.has_error())
+      return fail("cannot write '" + tmp + "': " + os.error().message());
+  }
+  if (auto e = llvm::sys::fs::rename(tmp, out)) {
+    llvm::sys::fs::remove(tmp);
+    return fail("cannot write '" + out + "': " + e.message());
+  }
+  if (!args.has("quiet"))
+    printPlanSummary(*c->compiled.plan, llvm::errs());
+  return 0;
+}
+
+int runRun(const ParsedArgs &args) {
+  auto [rulebook, rest] = splitRulebook(args, 2);
+  bool quiet = args.has("quiet") || args.has("json");
+  ProgressDisplay::setQuiet(quiet || args.has("no-progress"));
+  auto input = openCheckpoint(rest[0], args.get("hf-config"));
+  if (!input)
+    return fail(input.takeError());
+  ConvertOptions options;
+  if (args.has("plan")) {
+    options.planPath = args.get("plan");
+  } else {
+    auto o = conversionOptions(args, &*input, rulebook);
+    if (!o)
+      return fail(o.takeError());
+    options = std::move(*o);
+  }
+  input = llvm::Expected<OpenedCheckpoint>(llvm::createStringError(llvm::inconvertibleErrorCode(), "closed"));
+  llvm::consumeError(input.takeError());
+  if (args.has("max-shard-size")) {
+    auto size = parseByteSize(args.get("max-shard-size"));
+    if (!size)
+      return fail(size.takeError());
+    options.write.maxShardSize = *size;
+  }
+  if (args.has("max-memory")) {
+    auto size = parseByteSize(args.get("max-memory"));
+    if (!size)
+      return fail(size.takeError());
+    options.exec.maxMemory = *size;
+  }
+  if (args.has("threads")) {
+    unsigned n = 0;
+    if (llvm::StringRef(args.get("threads")).getAsInteger(10, n) || n == 0)
+      return fail("--threads expects a positive integer, got '" + args.get("threads") + "'");
+    options.exec.threads = n;
+  }
+  options.write.force = args.has("force");
+
+  SourceManager sources;
+  DiagnosticEngine diags(sources);
+  auto summary = convert(rest[0], rest[1], options, sources, diags);
+  diags.print(llvm::errs());
+  if (!summary)
+    return fail(summary.takeError());
+  const Plan &plan = summary->plan;
+  if (args.has("json")) {
+    json j = planSummaryJson(plan);
+    j["output"] = rest[1];
+    j["seconds"] = summary->seconds;
+    j["bytes_written"] = summary->exec.bytesWritten;
+    j["kept_aside"] = summary->exec.stash;
+    llvm::outs() << j.dump(2) << "\n";
+    return 0;
+  }
+  if (!args.has("quiet")) {
+    printPlanSummary(plan, llvm::outs());
+    for (const std::string &s : summary->exec.stash)
+      llvm::outs() << "  kept aside (differs from the tensor that would restore it): " << s << "\n";
+    double rate = summary->seconds > 0 ? double(summary->exec.bytesWritten) / summary->seconds : 0;
+    llvm::outs() << "wrote " << rest[1] << ": " << summary->exec.tensorsWritten << " tensors, "
+                 << formatBytes(summary->exec.bytesWritten) << " in " << llvm::format("%.2f", summary->seconds) << " s ("
+                 << formatBytes(uint64_t(rate)) << "/s)\n";
+  }
+  return 0;
+}
+
+namespace {
+
+/// The text of "path:line:col"'s line, for explain.
+std::string sourceLine(llvm::StringRef location) {
+  llvm::SmallVector<llvm::StringRef, 4> parts;
+  location.rsplit(':').first.rsplit(':');
+  auto [rest, col] = location.rsplit(':');
+  auto [path, lineText] = rest.rsplit(':');
+  unsigned line = 0;
+  if (lineText.getAsInteger(10, line))
+    return "";
+  auto buffer = llvm::MemoryBuffer::getFile(path);
+  if (!buffer)
+    return "";
+  llvm::SmallVector<llvm::StringRef, 0> lines;
+  (*buffer)->getBuffer().split(lines, '\n');
+  return line >= 1 && line <= lines.size() ? lines[line - 1].trim().str() : "";
+}
+
+void printStep(const Step &step, llvm::raw_ostream &os) {
+  os << "  rule " << step.rule << "\n";
+  std::string text = sourceLine(step.rule);
+  if (!text.empty())
+    os << "    | " << text << "\n";
+  if (!step.variants.empty())
+    os << "  variants: " << step.variants << "\n";
+  for (const Instr &i : step.instrs) {
+    std::string outs;
+    for (uint32_t v : i.out)
+      outs += (outs.empty() ? "%" : ", %") + std::to_string(v);
+    std::string ins;
+    for (uint32_t v : i.in)
+      ins += (ins.empty() ? "%" : ", %") + std::to_string(v);
+    os << "    " << (outs.empty() ? "" : outs + " = ") << instrOpName(i.op);
+    if (!i.tensor.empty())
+      os << " '" << i.tensor << "'";
+    if (!ins.empty())
+      os << " " << ins;
+    switch (i.op) {
+    case InstrOp::Concat: os << " dim=" << i.dim; break;
+    case InstrOp::Split: os << " dim=" << i.dim << " sizes=" << formatShape(i.sizes); break;
+    case InstrOp::QkvFuse:
+    case InstrOp::QkvSplit:
+      os << " heads=" << i.heads << " groups=" << i.groups << " head_dim=" << i.headDim << (i.gate ? " gate" : "");
+      break;
+    case InstrOp::Transpose: os << " perm=" << formatShape(i.perm); break;
+    case InstrOp::Affine: os << " scale=" << i.scale << " shift=" << i.shift; break;
+    default: break;
+    }
+    if (i.out.size() == 1)
+      os << "    : " << formatType(step.values[i.out[0]]);
+    os << "\n";
+  }
+}
+
+/// Steps of `plan` that read or write `tensor`.
+std::vector<const Step *> stepsTouching(const Plan &plan, llvm::StringRef tensor) {
+  std::vector<const Step *> out;
+  for (const Step &s : plan.steps)
+    for (const Instr &i : s.instrs)
+      if ((i.op == InstrOp::Load || i.op == InstrOp::Store) && i.tensor == tensor) {
+        out.push_back(&s);
+        break;
+      }
+  return out;
+}
+
+std::vector<std::string> storesOf(const Step &step) {
+  std::vector<std::string> out;
+  for (const Instr &i : step.instrs)
+    if (i.op == InstrOp::Store)
+      out.push_back(i.tensor);
+  return out;
+}
+
+} // namespace
+
+int runExplain(const ParsedArgs &args) {
+  auto [rulebook, rest] = splitRulebook(args, 2);
+  auto c = compileFromArgs(args, rulebook, rest[0]);
+  if (!c)
+    return 1;
+  const std::string &tensor = rest[1];
+  const Plan &plan = *c->compiled.plan;
+  llvm::raw_ostream &os = llvm::outs();
+  auto forward = stepsTouching(plan, tensor);
+  for (const PlanDrop &d : plan.drops)
+    if (d.tensor == tensor)
+      os << tensor << " is dropped on " << plan.from << " -> " << plan.to << ": " << d.reason << " (" << d.rule << ")\n";
+  if (forward.empty() && llvm::none_of(plan.drops, [&](const PlanDrop &d) { return d.tensor == tensor; })) {
+    std::vector<std::string> names;
+    for (const TensorMeta &t : c->compiled.inputs.source)
+      names.push_back(t.name);
+    std::string guess = closestMatch(tensor, names);
+    return fail("'" + tensor + "' is not a tensor of " + rest[0] + (guess.empty() ? "" : "; did you mean '" + guess + "'?"));
+  }
+  std::vector<std::string> produced;
+  for (const Step *s : forward) {
+    os << plan.from << " -> " << plan.to << ": " << s->summary << "\n";
+    printStep(*s, os);
+    for (const std::string &out : storesOf(*s)) {
+      produced.push_back(out);
+      for (const TensorMeta &t : plan.outputs)
+        if (t.name == out)
+          os << "  -> " << out << "  " << dtypeName(t.dtype) << " " << formatShape(t.shape) << "\n";
+    }
+  }
+  // The way back, compiled from the forward plan's outputs.
+  DiagnosticEngine reverseDiags(c->sources);
+  RoundTrip trip = checkRoundTrip(*c->compiled.rulebook, c->compiled.rulebookPath, plan, c->compiled.inputs,
+                                  c->compiled.options, reverseDiags);
+  if (!trip.reverse) {
+    reverseDiags.print(llvm::errs());
+    return 1;
+  }
+  std::vector<const Step *> seen;
+  for (const std::string &out : produced)
+    for (const Step *s : stepsTouching(*trip.reverse, out))
+      if (!llvm::is_contained(seen, s)) {
+        seen.push_back(s);
+        os << plan.to << " -> " << plan.from << ": " << s->summary << "\n";
+        printStep(*s, os);
+      }
+  return 0;
+}
+
+int runOps(const ParsedArgs &) {
+  for (const OpInfo &op : allOps()) {
+    llvm::outs() << op.name << " (inverse: " << op.inverseName << (op.lossless ? "" : "; may round") << ")\n    "
+                 << op.summary << "\n";
+    for (const OpParam &p : op.params)
+      llvm::outs() << "    " << p.name << (p.required ? "" : " (optional)") << ": " << p.doc << "\n";
+  }
+  return 0;
+}
+
+const std::vector<CommandSpec> &commandSpecs() {
+  static const std::vector<CommandSpec> specs = {
+      {"inspect", "CKPT [--json]", "list a checkpoint's tensors, dtypes, shapes and sizes",
+       "Lists every tensor of a safetensors checkpoint (a file, or a directory with or without\n"
+       "model.safetensors.index.json) with its dtype, shape, size and file, then totals per dtype.",
+       {{"json", 0, "", "print JSON instead of a table"}},
+       1, 1},
+      {"diff", "A B [--json] [--headers-only]", "compare two checkpoints tensor by tensor",
+       "Reports tensors only in A, only in B, and those whose dtype, shape or bytes differ.\n"
+       "Exits 0 when the checkpoints hold the same tensors, 1 when they differ.",
+       {{"json", 0, "", "print JSON"}, {"headers-only", 0, "", "compare names, dtypes and shapes, not bytes"}},
+       2, 2},
+      {"check", "[RULEBOOK] --from X --to Y CKPT", "verify a rulebook against a checkpoint, both ways",
+       "Compiles the plan from the checkpoint's headers alone (no tensor data is read): every\n"
+       "tensor must be covered by exactly one rule or an explicit drop, every output produced\n"
+       "once, every shape and dtype consistent. Then compiles the way back from the result and\n"
+       "proves it restores every name, dtype and shape, and lists the steps that may lose bits.\n"
+       "RULEBOOK is a path or a family name; without it, the shipped rulebook whose model_types\n"
+       "include the config's model_type is used. Exits 0 only when everything holds.",
+       with(compileOptions(), {{"json", 0, "", "print JSON"}, {"rulebook", 0, "PATH", "the rulebook (instead of the first argument)"}}),
+       1, 2},
+      {"compile", "[RULEBOOK] --from X --to Y CKPT -o PLAN.json", "write the execution plan as JSON",
+       "Compiles as check does and writes the plan (every op on concrete tensors, with shapes and\n"
+       "dtypes; schema in docs/plan.md). `ckptmap run --plan PLAN.json IN OUT` executes it.",
+       with(compileOptions(), {{"output", 'o', "PLAN.json", "where to write the plan"},
+                               {"quiet", 'q', "", "do not print the summary"},
+                               {"rulebook", 0, "PATH", "the rulebook (instead of the first argument)"}}),
+       1, 2},
+      {"run", "[RULEBOOK] --from X --to Y IN OUT", "convert a checkpoint",
+       "Compiles the plan, checks it, and converts IN into OUT: tensors streamed shard by shard,\n"
+       "renames copied without decoding, output built in a temporary directory beside OUT and\n"
+       "moved into place only when complete. config.json, tokenizer and generation files are\n"
+       "carried over. The choices made are recorded in OUT/ckptmap.json, so converting OUT back\n"
+       "needs neither a direction nor a rulebook.",
+       with(compileOptions(), {{"plan", 0, "PLAN.json", "run a compiled plan instead of a rulebook"},
+                               {"max-shard-size", 0, "SIZE", "largest output shard (default 5GB; KB/MB/GB or KiB/MiB/GiB)"},
+                               {"max-memory", 0, "SIZE", "working memory for ops that compute (default: no limit)"},
+                               {"threads", 'j', "N", "worker threads (default: one per core)"},
+                               {"force", 'f', "", "replace OUT if it exists"},
+                               {"json", 0, "", "print a JSON summary, no progress"},
+                               {"quiet", 'q', "", "print nothing on success"},
+                               {"no-progress", 0, "", "no progress line"},
+                               {"rulebook", 0, "PATH", "the rulebook (instead of the first argument)"}}),
+       2, 3},
+      {"explain", "[RULEBOOK] --from X --to Y CKPT TENSOR", "show how one tensor is converted, both ways",
+       "Prints the rule that maps TENSOR (with its source line), the ops it goes through and the\n"
+       "tensors it becomes, then the same for the way back.",
+       with(compileOptions(), {{"rulebook", 0, "PATH", "the rulebook (instead of the first argument)"}}),
+       2, 3},
+      {"ops", "", "list the ops of the rule language", "Lists every op, its inverse and its parameters.", {}, 0, 0},
+  };
+  return specs;
+}
+
+} // namespace ckptmap::cli
