@@ -45,6 +45,7 @@ statement
     | 'use' name=IDENT                                          # useStmt
     | 'choose' name=IDENT '{' variant+ '}'                      # chooseStmt
     | 'drop' side=convention pattern=STRING 'because' reason=STRING restore?  # dropStmt
+    | 'keep' pattern=STRING                                     # keepStmt
     ;
 
 body
@@ -85,9 +86,14 @@ mapRule
 
 argument
     : var=IDENT 'in' range                                      # bindingArg
-    | name=IDENT ':' expr                                       # namedArg
+    | name=paramName ':' expr                                   # namedArg
     | value=expr ':' size=expr                                  # sizedArg
     | expr                                                      # positionalArg
+    ;
+
+// Op parameters may share a name with a keyword (`cast(x, from: BF16, to: F32)`).
+paramName
+    : IDENT | 'from' | 'copy' | 'fill' | 'base' | 'default' | 'keep'
     ;
 
 range

@@ -214,9 +214,9 @@ llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRe
     if (!plan)
       return plan.takeError();
     if (auto e = verifyPlanTypes(*plan))
-      return std::move(e);
+      return e;
     if (auto e = checkPlanInputs(*plan, *input->tensors))
-      return std::move(e);
+      return e;
     summary.plan = std::move(*plan);
   } else {
     auto compiled = compileFor(*input, options, base.get(), sources, diags);
@@ -250,7 +250,7 @@ llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRe
   summary.exec = std::move(*result);
   if (!summary.exec.stash.empty())
     if (auto e = writeStash(summary.exec.stash, *input->tensors, **writer))
-      return std::move(e);
+      return e;
 
   json provenance;
   provenance["family"] = plan.family;
@@ -263,7 +263,7 @@ llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRe
     provenance["kept_aside"] = summary.exec.stash;
   (*writer)->addFile(kProvenanceFile.str(), provenance.dump(2) + "\n");
   if (auto e = (*writer)->finish())
-    return std::move(e);
+    return e;
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
 }

@@ -210,6 +210,11 @@ static void dumpStmt(const Stmt &stmt, llvm::raw_ostream &os, unsigned indent) {
     os.indent(indent) << "}\n";
     break;
   }
+  case Stmt::Kind::Keep:
+    os << "keep ";
+    dumpString(*cast<KeepStmt>(stmt).pattern, os);
+    os << "\n";
+    break;
   case Stmt::Kind::Drop: {
     const auto &d = cast<DropStmt>(stmt);
     os << "drop " << d.side << " ";

@@ -166,7 +166,7 @@ class BlockDecl;
 
 class Stmt {
 public:
-  enum class Kind { Rule, Param, Assert, For, If, Switch, Scope, Use, Choose, Drop };
+  enum class Kind { Rule, Param, Assert, For, If, Switch, Scope, Use, Choose, Drop, Keep };
   Stmt(Kind kind, SourceRange range) : kind_(kind), range_(range) {}
   virtual ~Stmt() = default;
   Kind kind() const { return kind_; }
@@ -288,6 +288,14 @@ public:
   ExprPtr fillValue, fillShape;           ///< Fill
   std::string fillDType;
   SourceRange fillDTypeRange;
+};
+
+/// `keep "pattern"`: source tensors matching the pattern that no other rule consumes keep
+/// their name on the other side (the identity rules of layouts that rename little).
+class KeepStmt : public StmtBase<Stmt::Kind::Keep> {
+public:
+  using StmtBase::StmtBase;
+  std::unique_ptr<StringExpr> pattern;
 };
 
 //===----------------------------------------------------------------------===//

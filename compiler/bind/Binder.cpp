@@ -30,6 +30,8 @@ struct Sink {
   std::vector<BoundDrop> drops;
   std::vector<ChoiceRecord> choices;
   std::vector<std::pair<NameTemplate, const DropStmt *>> fromBase, notRestored;
+  /// `keep` patterns, applied once everything else is bound.
+  std::vector<std::pair<NameTemplate, const KeepStmt *>> keeps;
   /// Source tensors a statement needs but the checkpoint lacks, with the statement.
   std::vector<std::pair<std::string, const Stmt *>> missing;
   /// Source tensors consumed (present ones), to compare variants.
@@ -42,6 +44,7 @@ struct Sink {
     move(choices, o.choices);
     move(fromBase, o.fromBase);
     move(notRestored, o.notRestored);
+    move(keeps, o.keeps);
     move(missing, o.missing);
     move(consumed, o.consumed);
   }
@@ -694,6 +697,15 @@ bool Binder::bindStatement(const Stmt &stmt, Env &env, const Context &ctx, Sink 
     return bindChoose(cast<ChooseStmt>(stmt), env, ctx, sink);
   case Stmt::Kind::Drop:
     return bindDrop(cast<DropStmt>(stmt), env, ctx, sink);
+  case Stmt::Kind::Keep: {
+    const auto &keep = cast<KeepStmt>(stmt);
+    // The pattern names source tensors; the prefix is the source side's.
+    auto pattern = bindPattern(*keep.pattern, env, leftIsSource_ ? ctx.leftPrefix : ctx.rightPrefix);
+    if (!pattern)
+      return false;
+    sink.keeps.push_back({std::move(*pattern), &keep});
+    return true;
+  }
   }
   return true;
 }
@@ -768,6 +780,30 @@ std::optional<Binding> Binder::run() {
   Sink sink;
   Env scope(&globals);
   ok = bindStatements(mapping_->body, scope, {}, sink);
+
+  // `keep`: what no rule consumed and a keep pattern matches keeps its name.
+  if (!sink.keeps.empty()) {
+    llvm::StringSet<> consumed;
+    for (const std::string &name : sink.consumed)
+      consumed.insert(name);
+    for (const std::string &name : sourceNames_) {
+      if (consumed.count(name))
+        continue;
+      for (const auto &[pattern, stmt] : sink.keeps) {
+        llvm::StringMap<std::string> captures;
+        if (!pattern.match(name, captures))
+          continue;
+        BoundRule rule;
+        rule.source.range = rule.target.range = stmt->range();
+        rule.source.name.appendLiteral(name);
+        rule.target.name.appendLiteral(name);
+        rule.keep = stmt;
+        sink.consumed.push_back(name);
+        sink.rules.push_back(std::move(rule));
+        break;
+      }
+    }
+  }
 
   // Source tensors a rule needs but the checkpoint lacks, one error per statement.
   std::vector<const Stmt *> order;

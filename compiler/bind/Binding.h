@@ -59,7 +59,8 @@ struct BoundTerm {
 /// A rule instance oriented by the direction of the run.
 struct BoundRule {
   BoundTerm source, target;
-  const ast::RuleStmt *stmt = nullptr;
+  const ast::RuleStmt *stmt = nullptr; ///< null for the identity rules of a `keep`
+  const ast::KeepStmt *keep = nullptr;
   std::string variantTrail; ///< "norms=te, experts=grouped": the choices that led here
 };
 

@@ -279,6 +279,11 @@ void Checker::checkStatement(const Stmt &stmt, Scope &scope) {
   case Stmt::Kind::Drop:
     checkDrop(cast<DropStmt>(stmt), scope);
     break;
+  case Stmt::Kind::Keep: {
+    Captures captures;
+    checkPattern(*cast<KeepStmt>(stmt).pattern, scope, captures);
+    break;
+  }
   }
 }
 

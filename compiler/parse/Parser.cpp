@@ -66,7 +66,7 @@ private:
     size_t open = msg.find(" expecting {");
     if (open == std::string::npos)
       return msg;
-    size_t close = msg.find('}', open);
+    size_t close = msg.rfind('}');
     std::string set = msg.substr(open + 12, close - open - 12);
     if (std::count(set.begin(), set.end(), ',') < 6)
       return msg;
@@ -78,7 +78,7 @@ private:
         "rulebook", "model_types", "description", "include", "param",  "block",
         "mapping",  "optional",    "assert",      "for",     "in",     "if",
         "else",     "switch",      "case",        "default", "scope",  "use",
-        "choose",   "variant",     "drop",        "because", "restore", "copy",
+        "choose",   "variant",     "drop",        "because", "restore", "copy", "keep",
         "fill",     "from",        "base"};
     return words;
   }
@@ -319,6 +319,11 @@ StmtPtr Transformer::transformStatement(RulesParser::StatementContext *ctx) {
   }
   if (auto *d = dynamic_cast<RulesParser::DropStmtContext *>(ctx))
     return transformDrop(d);
+  if (auto *k = dynamic_cast<RulesParser::KeepStmtContext *>(ctx)) {
+    auto stmt = std::make_unique<KeepStmt>(rangeOf(k));
+    stmt->pattern = transformString(k->pattern);
+    return stmt;
+  }
   return nullptr;
 }
 

@@ -422,7 +422,7 @@ std::optional<Plan> Planner::run() {
 
   for (const BoundRule &rule : binding_.rules) {
     StepBuilder b;
-    b.step.rule = where(rule.stmt->range());
+    b.step.rule = where(rule.stmt ? rule.stmt->range() : rule.keep->range());
     b.step.summary = summarize(rule);
     b.step.variants = rule.variantTrail;
     auto value = fuse(b, rule.source);
@@ -444,7 +444,7 @@ std::optional<Plan> Planner::run() {
       // so the way back restores it exactly.
       StepBuilder b;
       b.step.rule = rule;
-      b.step.summary = "keep aside unless equal to " + drop.copyOf;
+      b.step.summary = "keep aside if different";
       const TensorMeta &a = *source_[drop.name], &c = *source_[drop.copyOf];
       uint32_t va = b.value(ValueType{a.dtype, a.shape}, a.name), vc = b.value(ValueType{c.dtype, c.shape}, c.name);
       Instr la(InstrOp::Load), lc(InstrOp::Load), st(InstrOp::Stash);

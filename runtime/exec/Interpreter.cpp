@@ -405,7 +405,7 @@ llvm::Expected<ExecResult> executePlan(const Plan &plan, const ExecSources &sour
   for (std::thread &t : pool)
     t.join();
   if (firstError)
-    return std::move(firstError);
+    return firstError;
   llvm::consumeError(std::move(firstError));
 
   ExecResult result;

@@ -368,8 +368,6 @@ namespace {
 
 /// The text of "path:line:col"'s line, for explain.
 std::string sourceLine(llvm::StringRef location) {
-  llvm::SmallVector<llvm::StringRef, 4> parts;
-  location.rsplit(':').first.rsplit(':');
   auto [rest, col] = location.rsplit(':');
   auto [path, lineText] = rest.rsplit(':');
   unsigned line = 0;
