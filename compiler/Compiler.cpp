@@ -4,6 +4,8 @@
 
 #include "llvm/ADT/StringMap.h"
 
+#include <map>
+
 namespace ckptmap {
 
 std::unique_ptr<CheckedRulebook> loadRulebook(llvm::StringRef path, SourceManager &sources, DiagnosticEngine &diags) {
@@ -57,10 +59,21 @@ RoundTrip checkRoundTrip(const CheckedRulebook &rulebook, llvm::StringRef rulebo
     for (const Instr &i : s.instrs)
       if (i.op == InstrOp::Load && i.source == LoadSource::Base)
         baseReason[i.tensor] = s.rule;
+  std::vector<std::pair<NameTemplate, const PlanGap *>> gaps;
+  for (const PlanGap &g : result.reverse->gaps)
+    gaps.push_back({NameTemplate::fromDisplay(g.pattern), &g});
   for (const TensorMeta &t : forwardInputs.source) {
     auto it = produced.find(t.name);
     if (it == produced.end()) {
-      result.mismatches.push_back("'" + t.name + "' is not restored");
+      // A tensor a rule drops for good is a stated loss, not a failure of the rules.
+      auto gap = llvm::find_if(gaps, [&](const auto &g) {
+        llvm::StringMap<std::string> captures;
+        return g.first.match(t.name, captures);
+      });
+      if (gap != gaps.end())
+        result.statedGaps.push_back("'" + t.name + "' is not restored: " + gap->second->reason + " (" + gap->second->rule + ")");
+      else
+        result.mismatches.push_back("'" + t.name + "' is not restored");
       continue;
     }
     if (baseReason.count(t.name)) {
@@ -80,10 +93,19 @@ RoundTrip checkRoundTrip(const CheckedRulebook &rulebook, llvm::StringRef rulebo
     result.mismatches.push_back("'" + extra.getKey().str() + "' appears on the way back but was not in the input");
   for (const PlanGap &g : forward.gaps)
     result.statedGaps.push_back("'" + g.pattern + "' is not produced: " + g.reason + " (" + g.rule + ")");
-  for (const Plan *p : {&forward, static_cast<const Plan *>(&*result.reverse)})
-    for (const Step &s : p->steps)
-      if (!s.lossless)
-        result.lossy.push_back(s.rule + ": " + s.summary + " (" + p->from + " -> " + p->to + ")");
+  for (const Plan *p : {&forward, static_cast<const Plan *>(&*result.reverse)}) {
+    std::map<std::string, size_t> lossy;
+    std::vector<std::string> order;
+    for (const Step &s : p->steps) {
+      if (s.lossless)
+        continue;
+      std::string line = s.rule + ": " + s.summary + " (" + p->from + " -> " + p->to + ")";
+      if (!lossy[line]++)
+        order.push_back(line);
+    }
+    for (const std::string &line : order)
+      result.lossy.push_back(lossy[line] == 1 ? line : line + ", " + std::to_string(lossy[line]) + " steps");
+  }
   return result;
 }
 

@@ -28,8 +28,9 @@ public:
   bool concrete() const;
   /// The name; only meaningful when concrete().
   std::string str() const;
-  /// "model.visual.{*rest}": for messages.
+  /// "model.visual.{*rest}": for messages, and read back by fromDisplay.
   std::string display() const;
+  static NameTemplate fromDisplay(llvm::StringRef text);
   bool hasCapture(llvm::StringRef name) const;
   /// Matches a whole name, filling `captures` (names already in it must match the same text).
   bool match(llvm::StringRef name, llvm::StringMap<std::string> &captures) const;

@@ -40,6 +40,24 @@ std::string NameTemplate::display() const {
   return out;
 }
 
+NameTemplate NameTemplate::fromDisplay(llvm::StringRef text) {
+  NameTemplate out;
+  while (!text.empty()) {
+    size_t open = text.find('{');
+    size_t close = open == llvm::StringRef::npos ? open : text.find('}', open);
+    if (close == llvm::StringRef::npos) {
+      out.appendLiteral(text);
+      break;
+    }
+    out.appendLiteral(text.take_front(open));
+    llvm::StringRef inner = text.slice(open + 1, close);
+    bool rest = inner.consume_front("*");
+    out.appendCapture(inner, rest);
+    text = text.drop_front(close + 1);
+  }
+  return out;
+}
+
 bool NameTemplate::hasCapture(llvm::StringRef name) const {
   return llvm::any_of(pieces_, [&](const Piece &p) { return p.kind != Piece::Kind::Literal && p.text == name; });
 }

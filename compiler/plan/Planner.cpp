@@ -83,6 +83,20 @@ std::optional<std::vector<uint32_t>> Planner::emit(StepBuilder &b, Instr instr, 
   return ids;
 }
 
+/// Whether every value of `from` is exactly a value of `to`.
+static bool widens(DType from, DType to) {
+  if (from == to)
+    return true;
+  switch (from) {
+  case DType::BF16:
+  case DType::F16: return to == DType::F32 || to == DType::F64;
+  case DType::F32: return to == DType::F64;
+  case DType::F8_E4M3:
+  case DType::F8_E5M2: return to == DType::F16 || to == DType::BF16 || to == DType::F32 || to == DType::F64;
+  default: return false;
+  }
+}
+
 static int64_t paramInt(const BoundTerm &t, const char *name, int64_t fallback = 0) {
   int i = paramIndex(*t.op, name);
   return i >= 0 && !t.params[i].is_null() ? t.params[i].get<int64_t>() : fallback;
@@ -223,6 +237,8 @@ std::optional<uint32_t> Planner::fuse(StepBuilder &b, const BoundTerm &term) {
       return std::nullopt;
     }
     declared[0] = ValueType{*parseDType(param(term, "to").get<std::string>()), b.type(parts[0]).shape};
+    if (!widens(from, declared[0].dtype))
+      b.step.lossless = false;
     break;
   }
   case OpKind::Affine:
@@ -231,7 +247,7 @@ std::optional<uint32_t> Planner::fuse(StepBuilder &b, const BoundTerm &term) {
     instr.shift = paramFloat(term, "shift", 0.0);
     break;
   }
-  if (!op.lossless)
+  if (!op.lossless && op.kind != OpKind::Cast)
     b.step.lossless = false;
   auto out = emit(b, std::move(instr), declared, {label}, term.range);
   if (!out)
@@ -363,6 +379,8 @@ bool Planner::split(StepBuilder &b, const BoundTerm &term, uint32_t value) {
       return error("cast: '" + whole + "' is " + std::string(dtypeName(type.dtype)) + " but the rule states to: " +
                    std::string(dtypeName(to)));
     declared[0] = ValueType{*parseDType(param(term, "from").get<std::string>()), type.shape};
+    if (!widens(to, declared[0].dtype))
+      b.step.lossless = false;
     break;
   }
   case OpKind::Affine: {
@@ -375,7 +393,7 @@ bool Planner::split(StepBuilder &b, const BoundTerm &term, uint32_t value) {
     break;
   }
   }
-  if (!op.lossless)
+  if (!op.lossless && op.kind != OpKind::Cast)
     b.step.lossless = false;
   auto outs = emit(b, std::move(instr), declared, labels, term.range);
   if (!outs)
