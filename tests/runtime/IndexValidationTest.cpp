@@ -99,6 +99,15 @@ TEST_CASE("index: shards disagreeing with the index") {
             kShardB + "'");
 }
 
+TEST_CASE("index: a tensor in two listed shards") {
+  Sharded s;
+  writeFile(s.dir / kShardB,
+            safetensorsBytes(R"({"b": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]},)"
+                             R"( "c": {"dtype": "I16", "shape": [1], "data_offsets": [2, 4]}})",
+                             4));
+  CHECK(s.open(weightMap(kGood)) == s.dir / kShardB + ": tensor 'b' is also in " + kShardA);
+}
+
 TEST_CASE("index: errors inside a listed shard name that shard") {
   Sharded s;
   writeFile(s.dir / kShardB, safetensorsBytes(R"({"c": {"dtype": "I16", "shape": [1],)"
