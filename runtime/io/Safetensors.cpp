@@ -44,45 +44,64 @@ llvm::Expected<std::vector<std::string>> listSafetensorsFiles(llvm::StringRef di
   return names;
 }
 
-} // namespace
+/// Which files make up the checkpoint at a path, before any is opened.
+struct Discovery {
+  std::string root;
+  std::optional<ShardIndex> index;
+  std::vector<std::string> shardNames; ///< sorted, relative to root
+  bool isDirectory = false;
+};
 
-llvm::Expected<std::unique_ptr<SafetensorsSource>> SafetensorsSource::open(llvm::StringRef path) {
-  std::unique_ptr<SafetensorsSource> src(new SafetensorsSource());
+llvm::Expected<Discovery> discover(llvm::StringRef path) {
   struct stat st;
   if (::stat(path.str().c_str(), &st) != 0)
     return systemError(path, "open", errno);
-
-  std::vector<std::string> shardNames;
-  std::optional<ShardIndex> index;
-  if (S_ISDIR(st.st_mode)) {
-    src->root_ = path.str();
-    std::string indexPath = joinPath(path, kIndexFileName);
-    if (isRegularFile(indexPath)) {
-      llvm::Expected<ShardIndex> read = readShardIndex(indexPath);
-      if (!read)
-        return read.takeError();
-      index = std::move(*read);
-      src->indexPath_ = indexPath;
-      for (const auto &[tensor, shard] : index->weightMap)
-        shardNames.push_back(shard);
-      std::sort(shardNames.begin(), shardNames.end());
-      shardNames.erase(std::unique(shardNames.begin(), shardNames.end()), shardNames.end());
-    } else if (isRegularFile(joinPath(path, kSingleFileName))) {
-      shardNames.push_back(kSingleFileName.str());
-    } else {
-      llvm::Expected<std::vector<std::string>> found = listSafetensorsFiles(path);
-      if (!found)
-        return found.takeError();
-      if (found->empty())
-        return ioError(path + ": no " + kIndexFileName + ", " + kSingleFileName +
-                       " or other .safetensors file");
-      shardNames = std::move(*found);
-    }
-  } else {
+  Discovery d;
+  if (!S_ISDIR(st.st_mode)) {
     llvm::StringRef parent = llvm::sys::path::parent_path(path);
-    src->root_ = parent.empty() ? "." : parent.str();
-    shardNames.push_back(llvm::sys::path::filename(path).str());
+    d.root = parent.empty() ? "." : parent.str();
+    d.shardNames.push_back(llvm::sys::path::filename(path).str());
+    return d;
   }
+  d.root = path.str();
+  d.isDirectory = true;
+  std::string indexPath = joinPath(path, kIndexFileName);
+  if (isRegularFile(indexPath)) {
+    llvm::Expected<ShardIndex> index = readShardIndex(indexPath);
+    if (!index)
+      return index.takeError();
+    for (const auto &[tensor, shard] : index->weightMap)
+      d.shardNames.push_back(shard);
+    std::sort(d.shardNames.begin(), d.shardNames.end());
+    d.shardNames.erase(std::unique(d.shardNames.begin(), d.shardNames.end()), d.shardNames.end());
+    d.index = std::move(*index);
+    return d;
+  }
+  if (isRegularFile(joinPath(path, kSingleFileName))) {
+    d.shardNames.push_back(kSingleFileName.str());
+    return d;
+  }
+  llvm::Expected<std::vector<std::string>> found = listSafetensorsFiles(path);
+  if (!found)
+    return found.takeError();
+  if (found->empty())
+    return ioError(path + ": no " + kIndexFileName + ", " + kSingleFileName +
+                   " or other .safetensors file");
+  d.shardNames = std::move(*found);
+  return d;
+}
+
+} // namespace
+
+llvm::Expected<std::unique_ptr<SafetensorsSource>> SafetensorsSource::open(llvm::StringRef path) {
+  llvm::Expected<Discovery> discovered = discover(path);
+  if (!discovered)
+    return discovered.takeError();
+  const std::optional<ShardIndex> &index = discovered->index;
+  std::unique_ptr<SafetensorsSource> src(new SafetensorsSource());
+  src->root_ = discovered->root;
+  if (index)
+    src->indexPath_ = index->path;
 
   // Tensors in file order of discovery; sorted by name at the end.
   struct Found {
@@ -91,9 +110,9 @@ llvm::Expected<std::unique_ptr<SafetensorsSource>> SafetensorsSource::open(llvm:
   };
   std::vector<Found> found;
   llvm::StringMap<uint32_t> owner; // tensor name -> shard that holds it
-  for (const std::string &name : shardNames) {
+  for (const std::string &name : discovered->shardNames) {
     // A single file keeps the path as given, so messages repeat what the user typed.
-    std::string shardPath = S_ISDIR(st.st_mode) ? joinPath(path, name) : path.str();
+    std::string shardPath = discovered->isDirectory ? joinPath(path, name) : path.str();
     if (index && ::access(shardPath.c_str(), F_OK) != 0 && errno == ENOENT) {
       auto mapped = std::find_if(index->weightMap.begin(), index->weightMap.end(),
                                  [&](const auto &kv) { return kv.second == name; });

@@ -35,7 +35,6 @@ Slot gSlots[kMaxSlots];
 static_assert(std::atomic<int>::is_always_lock_free, "slot states must be signal-safe");
 
 constexpr int kSignals[] = {SIGINT, SIGTERM};
-struct sigaction gPrevious[2];
 
 /// The kernel's record layout for getdents64 (glibc only wraps it from 2.30 on).
 struct LinuxDirent64 {
@@ -80,36 +79,29 @@ void unlinkTreeAt(int dirFd, const char *name, int depth) {
   ::unlinkat(dirFd, name, AT_REMOVEDIR);
 }
 
-void onTerminate(int signo, siginfo_t *info, void *context) {
+void onTerminate(int signo) {
   for (Slot &slot : gSlots)
     if (slot.state.load(std::memory_order_acquire) == kReady)
       unlinkTreeAt(AT_FDCWD, slot.path, 0);
-  const struct sigaction &prev = gPrevious[signo == SIGINT ? 0 : 1];
-  if (prev.sa_flags & SA_SIGINFO) {
-    if (prev.sa_sigaction)
-      prev.sa_sigaction(signo, info, context);
-  } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN) {
-    prev.sa_handler(signo);
-  }
   ::_exit(128 + signo);
 }
 
 void installHandlers() {
   static std::once_flag once;
   std::call_once(once, [] {
-    for (int i = 0; i < 2; ++i) {
+    for (int signo : kSignals) {
+      struct sigaction previous {};
+      if (::sigaction(signo, nullptr, &previous) != 0)
+        continue;
+      // A process started to ignore the signal (nohup, background jobs) keeps ignoring it.
+      if (!(previous.sa_flags & SA_SIGINFO) && previous.sa_handler == SIG_IGN)
+        continue;
       struct sigaction action {};
-      action.sa_sigaction = onTerminate;
-      action.sa_flags = SA_SIGINFO;
+      action.sa_handler = onTerminate;
       sigemptyset(&action.sa_mask);
       for (int s : kSignals)
         sigaddset(&action.sa_mask, s); // one cleanup at a time
-      if (::sigaction(kSignals[i], nullptr, &gPrevious[i]) != 0)
-        continue;
-      // A process started to ignore the signal (nohup, background jobs) keeps ignoring it.
-      if (!(gPrevious[i].sa_flags & SA_SIGINFO) && gPrevious[i].sa_handler == SIG_IGN)
-        continue;
-      ::sigaction(kSignals[i], &action, nullptr);
+      ::sigaction(signo, &action, nullptr);
     }
   });
 }

@@ -16,8 +16,8 @@
 namespace ckptmap {
 
 /// A registered temporary directory; unregisters on destruction. Registering installs the
-/// signal handlers once (not over a disposition of SIG_IGN; a previous handler is called
-/// after the cleanup).
+/// signal handlers once, replacing earlier handlers (the exit status 128+signo is the
+/// contract) but not a disposition of SIG_IGN.
 class TempDirRegistration {
 public:
   static llvm::Expected<TempDirRegistration> add(llvm::StringRef path);
