@@ -36,6 +36,7 @@ paramDecl
 statement
     : mapRule                                                   # ruleStmt
     | 'optional' mapRule                                         # optionalRuleStmt
+    | 'otherwise' mapRule                                        # otherwiseRuleStmt
     | paramDecl                                                 # localParamStmt
     | assertStmt                                                # assertStmtItem
     | 'for' var=IDENT 'in' range body                           # forStmt

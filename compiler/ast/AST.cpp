@@ -129,6 +129,7 @@ static void dumpStmt(const Stmt &stmt, llvm::raw_ostream &os, unsigned indent) {
   case Stmt::Kind::Rule: {
     const auto &r = cast<RuleStmt>(stmt);
     if (r.optional) os << "optional ";
+    if (r.fallback) os << "otherwise ";
     dump(*r.left, os);
     os << " = ";
     dump(*r.right, os);

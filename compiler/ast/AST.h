@@ -191,6 +191,8 @@ public:
   using StmtBase::StmtBase;
   ExprPtr left, right;
   bool optional = false; ///< applies only when its source tensors exist
+  /// `otherwise`: a rename applied last, to source tensors no other rule consumed.
+  bool fallback = false;
   std::shared_ptr<const CheckedRule> checked; ///< set by the checker
 };
 

@@ -30,8 +30,13 @@ struct Sink {
   std::vector<BoundDrop> drops;
   std::vector<ChoiceRecord> choices;
   std::vector<std::pair<NameTemplate, const DropStmt *>> fromBase, notRestored;
-  /// `keep` patterns, applied once everything else is bound.
-  std::vector<std::pair<NameTemplate, const KeepStmt *>> keeps;
+  /// `otherwise` renames and `keep`s, applied once everything else is bound: a source
+  /// template, the target template, the statement.
+  struct Fallback {
+    NameTemplate source, target;
+    const Stmt *stmt;
+  };
+  std::vector<Fallback> fallbacks;
   /// Source tensors a statement needs but the checkpoint lacks, with the statement.
   std::vector<std::pair<std::string, const Stmt *>> missing;
   /// Source tensors consumed (present ones), to compare variants.
@@ -44,7 +49,7 @@ struct Sink {
     move(choices, o.choices);
     move(fromBase, o.fromBase);
     move(notRestored, o.notRestored);
-    move(keeps, o.keeps);
+    move(fallbacks, o.fallbacks);
     move(missing, o.missing);
     move(consumed, o.consumed);
   }
@@ -251,6 +256,11 @@ bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &
   auto right = bindTerm(rule.right, env, ctx.rightPrefix);
   if (!left || !right)
     return false;
+  if (stmt.fallback) {
+    sink.fallbacks.push_back({std::move(leftIsSource_ ? left->name : right->name),
+                              std::move(leftIsSource_ ? right->name : left->name), &stmt});
+    return true;
+  }
   BoundRule bound;
   bound.source = std::move(leftIsSource_ ? *left : *right);
   bound.target = std::move(leftIsSource_ ? *right : *left);
@@ -699,11 +709,11 @@ bool Binder::bindStatement(const Stmt &stmt, Env &env, const Context &ctx, Sink 
     return bindDrop(cast<DropStmt>(stmt), env, ctx, sink);
   case Stmt::Kind::Keep: {
     const auto &keep = cast<KeepStmt>(stmt);
-    // The pattern names source tensors; the prefix is the source side's.
-    auto pattern = bindPattern(*keep.pattern, env, leftIsSource_ ? ctx.leftPrefix : ctx.rightPrefix);
-    if (!pattern)
+    auto source = bindPattern(*keep.pattern, env, leftIsSource_ ? ctx.leftPrefix : ctx.rightPrefix);
+    auto target = bindPattern(*keep.pattern, env, leftIsSource_ ? ctx.rightPrefix : ctx.leftPrefix);
+    if (!source || !target)
       return false;
-    sink.keeps.push_back({std::move(*pattern), &keep});
+    sink.fallbacks.push_back({std::move(*source), std::move(*target), &keep});
     return true;
   }
   }
@@ -781,23 +791,30 @@ std::optional<Binding> Binder::run() {
   Env scope(&globals);
   ok = bindStatements(mapping_->body, scope, {}, sink);
 
-  // `keep`: what no rule consumed and a keep pattern matches keeps its name.
-  if (!sink.keeps.empty()) {
+  // `otherwise` and `keep`: a source tensor no rule consumed takes the first fallback
+  // rename that matches it.
+  if (!sink.fallbacks.empty()) {
     llvm::StringSet<> consumed;
     for (const std::string &name : sink.consumed)
       consumed.insert(name);
     for (const std::string &name : sourceNames_) {
       if (consumed.count(name))
         continue;
-      for (const auto &[pattern, stmt] : sink.keeps) {
+      for (const Sink::Fallback &f : sink.fallbacks) {
         llvm::StringMap<std::string> captures;
-        if (!pattern.match(name, captures))
+        if (!f.source.match(name, captures))
           continue;
+        NameTemplate target = f.target.instantiate(captures);
+        if (!target.concrete()) {
+          diags_.error(f.stmt->range(), "'" + target.display() + "': the target names a capture the source does not have");
+          ok = false;
+          break;
+        }
         BoundRule rule;
-        rule.source.range = rule.target.range = stmt->range();
+        rule.source.range = rule.target.range = f.stmt->range();
         rule.source.name.appendLiteral(name);
-        rule.target.name.appendLiteral(name);
-        rule.keep = stmt;
+        rule.target.name = std::move(target);
+        rule.fallback = f.stmt;
         sink.consumed.push_back(name);
         sink.rules.push_back(std::move(rule));
         break;

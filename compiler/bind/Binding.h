@@ -60,8 +60,8 @@ struct BoundTerm {
 /// A rule instance oriented by the direction of the run.
 struct BoundRule {
   BoundTerm source, target;
-  const ast::RuleStmt *stmt = nullptr; ///< null for the identity rules of a `keep`
-  const ast::KeepStmt *keep = nullptr;
+  const ast::RuleStmt *stmt = nullptr; ///< null for the renames of `keep` and `otherwise`
+  const ast::Stmt *fallback = nullptr;  ///< the `keep` or `otherwise` that made this rename
   std::string variantTrail; ///< "norms=te, experts=grouped": the choices that led here
 };
 

@@ -494,6 +494,10 @@ void Checker::checkRule(RuleStmt &rule, const Scope &scope) {
     error(rule.range(), "only one side of a rule can apply an op; the other must name one tensor");
     return;
   }
+  if (rule.fallback && (!left->isPattern() || !right->isPattern())) {
+    error(rule.range(), "an 'otherwise' rule renames: both sides must be tensor names");
+    return;
+  }
   // A capture binds the same value on both sides, so it must appear on both; a name on one
   // side only is almost always a misspelt parameter.
   auto onlyOn = [&](const Captures &a, const Captures &b, const char *side) {

@@ -79,7 +79,7 @@ private:
         "mapping",  "optional",    "assert",      "for",     "in",     "if",
         "else",     "switch",      "case",        "default", "scope",  "use",
         "choose",   "variant",     "drop",        "because", "restore", "copy", "keep",
-        "fill",     "from",        "base"};
+        "fill",     "from",        "base",        "otherwise"};
     return words;
   }
 
@@ -108,7 +108,8 @@ private:
   StmtList transformStatements(const std::vector<RulesParser::StatementContext *> &ctxs);
   StmtList transformBody(RulesParser::BodyContext *ctx) { return transformStatements(ctx->statement()); }
   StmtPtr transformStatement(RulesParser::StatementContext *ctx);
-  std::unique_ptr<RuleStmt> transformRule(RulesParser::MapRuleContext *ctx, SourceRange range, bool optional);
+  std::unique_ptr<RuleStmt> transformRule(RulesParser::MapRuleContext *ctx, SourceRange range, bool optional,
+                                          bool fallback = false);
   std::unique_ptr<IfStmt> transformIf(RulesParser::IfChainContext *ctx);
   std::unique_ptr<DropStmt> transformDrop(RulesParser::DropStmtContext *ctx);
   ExprPtr transformPrimary(RulesParser::PrimaryContext *ctx);
@@ -211,11 +212,12 @@ StmtList Transformer::transformStatements(const std::vector<RulesParser::Stateme
 }
 
 std::unique_ptr<RuleStmt> Transformer::transformRule(RulesParser::MapRuleContext *ctx, SourceRange range,
-                                                     bool optional) {
+                                                     bool optional, bool fallback) {
   auto rule = std::make_unique<RuleStmt>(range);
   rule->left = transformExpr(ctx->left);
   rule->right = transformExpr(ctx->right);
   rule->optional = optional;
+  rule->fallback = fallback;
   return rule;
 }
 
@@ -258,6 +260,8 @@ StmtPtr Transformer::transformStatement(RulesParser::StatementContext *ctx) {
     return transformRule(r->mapRule(), rangeOf(r), false);
   if (auto *r = dynamic_cast<RulesParser::OptionalRuleStmtContext *>(ctx))
     return transformRule(r->mapRule(), rangeOf(r), true);
+  if (auto *r = dynamic_cast<RulesParser::OtherwiseRuleStmtContext *>(ctx))
+    return transformRule(r->mapRule(), rangeOf(r), false, true);
   if (auto *p = dynamic_cast<RulesParser::LocalParamStmtContext *>(ctx))
     return transformParam(p->paramDecl());
   if (auto *a = dynamic_cast<RulesParser::AssertStmtItemContext *>(ctx))

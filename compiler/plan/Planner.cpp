@@ -440,7 +440,7 @@ std::optional<Plan> Planner::run() {
 
   for (const BoundRule &rule : binding_.rules) {
     StepBuilder b;
-    b.step.rule = where(rule.stmt ? rule.stmt->range() : rule.keep->range());
+    b.step.rule = where(rule.stmt ? rule.stmt->range() : rule.fallback->range());
     b.step.summary = summarize(rule);
     b.step.variants = rule.variantTrail;
     auto value = fuse(b, rule.source);
