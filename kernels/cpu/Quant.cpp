@@ -12,24 +12,27 @@
 
 namespace ckptmap {
 
-KernelStatus quantShapes(QuantFormat format, size_t rows, size_t cols, QuantShapes& out) {
+KernelStatus quantShapes(QuantFormat format, size_t rows, size_t cols, QuantShapes& out, DType blockScaleType) {
   auto ceilDiv = [](size_t a, size_t b) { return (a + b - 1) / b; };
   switch (format) {
   case QuantFormat::Nvfp4:
     if (cols % kNvfp4GroupSize)
       return errors::badShape("NVFP4 needs a column count divisible by 16, got " + std::to_string(cols));
-    out = {DType::U8, rows, cols / 2, rows, cols / kNvfp4GroupSize, true};
+    out = {DType::U8, rows, cols / 2, DType::F8_E4M3, rows, cols / kNvfp4GroupSize, true};
     return {};
   case QuantFormat::Fp8Tensor:
-    out = {DType::F8_E4M3, rows, cols, 1, 1, false};
+    out = {DType::F8_E4M3, rows, cols, DType::F32, 1, 1, false};
     return {};
   case QuantFormat::Fp8Block:
-    out = {DType::F8_E4M3, rows, cols, ceilDiv(rows, kFp8BlockSize), ceilDiv(cols, kFp8BlockSize), false};
+    if (blockScaleType != DType::F32 && blockScaleType != DType::BF16)
+      return errors::unsupportedDType("FP8 block scale", blockScaleType);
+    out = {DType::F8_E4M3, rows, cols, blockScaleType, ceilDiv(rows, kFp8BlockSize), ceilDiv(cols, kFp8BlockSize),
+           false};
     return {};
   case QuantFormat::Mxfp8:
     if (cols % kMxfp8GroupSize)
       return errors::badShape("MXFP8 needs a column count divisible by 32, got " + std::to_string(cols));
-    out = {DType::F8_E4M3, rows, cols, rows, cols / kMxfp8GroupSize, false};
+    out = {DType::F8_E4M3, rows, cols, DType::U8, rows, cols / kMxfp8GroupSize, false};
     return {};
   }
   return errors::badShape("unknown quantization format");
@@ -326,10 +329,8 @@ KernelStatus quantize(DType in, const void* src, size_t rows, size_t cols, const
 
 KernelStatus dequantize(const QuantRef& in, size_t rows, size_t cols, DType out, void* dst, const Exec& exec) {
   QuantShapes shapes;
-  if (KernelStatus s = quantShapes(in.format, rows, cols, shapes); !s)
+  if (KernelStatus s = quantShapes(in.format, rows, cols, shapes, in.scaleType); !s)
     return s;
-  if (in.format == QuantFormat::Fp8Block && in.scaleType != DType::F32 && in.scaleType != DType::BF16)
-    return errors::unsupportedDType("FP8 block scale", in.scaleType);
   if (in.format == QuantFormat::Nvfp4 && !in.globalScale)
     return errors::badShape("NVFP4 dequantization needs the global scale");
   const uint8_t* data = static_cast<const uint8_t*>(in.data);
@@ -379,10 +380,9 @@ struct ExpertStride {
 
 KernelStatus expertStride(QuantFormat f, DType scaleType, size_t rows, size_t cols, ExpertStride& st) {
   QuantShapes sh;
-  if (KernelStatus s = quantShapes(f, rows, cols, sh); !s)
+  if (KernelStatus s = quantShapes(f, rows, cols, sh, scaleType); !s)
     return s;
-  const size_t scaleElem = f == QuantFormat::Fp8Tensor ? 4 : f == QuantFormat::Fp8Block ? dtypeSize(scaleType) : 1;
-  st = {sh.dataBytes(), sh.scaleCount() * scaleElem};
+  st = {sh.dataBytes(), sh.scaleBytes()};
   return {};
 }
 
