@@ -77,17 +77,6 @@ template <class T> KernelStatus nonFiniteIn(const T* w, size_t n, size_t cols) {
   return {};
 }
 
-/// Calls f(TypeTag<T>) for the quantizer input dtypes; false for others.
-template <class F> bool visitInput(DType t, F&& f) {
-  switch (t) {
-  case DType::F32: f(TypeTag<float>{}); return true;
-  case DType::BF16: f(TypeTag<bf16_t>{}); return true;
-  case DType::F16: f(TypeTag<f16_t>{}); return true;
-  default: return false;
-  }
-}
-template <class F> bool visitOutput(DType t, F&& f) { return visitInput(t, std::forward<F>(f)); }
-
 template <class Out> void dequantNvfp4(const uint8_t* packed, const uint8_t* scales, float ws2, size_t rows,
                                        size_t cols, Out* dst, const Exec& exec) {
   const size_t blocks = rows * cols / kNvfp4GroupSize;
@@ -299,7 +288,7 @@ CKPTMAP_INSTANTIATE(f16_t)
 KernelStatus quantize(DType in, const void* src, size_t rows, size_t cols, const QuantOut& out,
                       const QuantOptions& opt) {
   KernelStatus status;
-  const bool known = visitInput(in, [&](auto tag) {
+  const bool known = visitQuantDType(in, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* w = static_cast<const T*>(src);
     switch (out.format) {
@@ -334,7 +323,7 @@ KernelStatus dequantize(const QuantRef& in, size_t rows, size_t cols, DType out,
   if (in.format == QuantFormat::Nvfp4 && !in.globalScale)
     return errors::badShape("NVFP4 dequantization needs the global scale");
   const uint8_t* data = static_cast<const uint8_t*>(in.data);
-  const bool known = visitOutput(out, [&](auto tag) {
+  const bool known = visitQuantDType(out, [&](auto tag) {
     using Out = typename decltype(tag)::type;
     Out* o = static_cast<Out*>(dst);
     switch (in.format) {
@@ -386,12 +375,6 @@ KernelStatus expertStride(QuantFormat f, DType scaleType, size_t rows, size_t co
   return {};
 }
 
-KernelStatus withExpert(KernelStatus s, size_t e) {
-  if (s)
-    return s;
-  return KernelStatus::error(s.code(), "expert " + std::to_string(e) + ": " + s.message(), s.index());
-}
-
 } // namespace
 
 KernelStatus quantizeExperts(DType in, const void* src, size_t experts, size_t rows, size_t cols,
@@ -407,7 +390,7 @@ KernelStatus quantizeExperts(DType in, const void* src, size_t experts, size_t r
     if (out.globalScale)
       o.globalScale = out.globalScale + e;
     if (KernelStatus s = quantize(in, static_cast<const std::byte*>(src) + e * inBytes, rows, cols, o, opt); !s)
-      return withExpert(std::move(s), e);
+      return errors::inExpert(s, e);
   }
   return {};
 }
@@ -425,7 +408,7 @@ KernelStatus dequantizeExperts(const QuantRef& in, size_t experts, size_t rows, 
     if (in.globalScale)
       r.globalScale = in.globalScale + e;
     if (KernelStatus s = dequantize(r, rows, cols, out, static_cast<std::byte*>(dst) + e * outBytes, exec); !s)
-      return withExpert(std::move(s), e);
+      return errors::inExpert(s, e);
   }
   return {};
 }

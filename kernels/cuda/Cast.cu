@@ -59,7 +59,7 @@ inline constexpr bool kDeviceFloatSource = conv::kIsF32Exact<T> || std::is_same_
 
 KernelStatus castTensor(DType from, const void* src, DType to, void* dst, size_t n, void* stream) {
   if (!cudaAvailable())
-    return KernelStatus::error(KernelErrc::NoDevice, "no CUDA device");
+    return errors::noDevice();
   if (!castSupported(from, to))
     return errors::unsupportedCast(from, to);
   const auto s = static_cast<cudaStream_t>(stream);
@@ -85,7 +85,7 @@ KernelStatus castTensor(DType from, const void* src, DType to, void* dst, size_t
 KernelStatus affineTensor(DType from, const void* src, DType to, void* dst, size_t n, double scale, double shift,
                           void* stream) {
   if (!cudaAvailable())
-    return KernelStatus::error(KernelErrc::NoDevice, "no CUDA device");
+    return errors::noDevice();
   if (!affineSupported(from, to))
     return errors::unsupportedAffine(from, to);
   KernelStatus status;

@@ -1,5 +1,6 @@
 // Device discovery, launch geometry, and the host-memory ("staged") wrappers used by tests.
 #include "kernels/Cuda.h"
+#include "kernels/Errors.h"
 #include "kernels/cuda/Common.cuh"
 
 #include <algorithm>
@@ -40,8 +41,6 @@ namespace {
 
 using detail::DeviceBuffer;
 
-KernelStatus noDevice() { return KernelStatus::error(KernelErrc::NoDevice, "no CUDA device"); }
-
 /// A device copy of a host range (or an empty device buffer of that size).
 KernelStatus upload(DeviceBuffer& buf, const void* host, size_t bytes) {
   if (KernelStatus s = buf.allocate(bytes); !s)
@@ -67,7 +66,7 @@ KernelStatus download(void* host, const DeviceBuffer& buf, size_t bytes) {
 
 KernelStatus castTensor(DType from, const void* src, DType to, void* dst, size_t n) {
   if (!cudaAvailable())
-    return noDevice();
+    return errors::noDevice();
   DeviceBuffer in(nullptr), out(nullptr);
   CKPTMAP_TRY(upload(in, src, n * dtypeSize(from)));
   CKPTMAP_TRY(upload(out, nullptr, n * dtypeSize(to)));
@@ -77,7 +76,7 @@ KernelStatus castTensor(DType from, const void* src, DType to, void* dst, size_t
 
 KernelStatus affineTensor(DType from, const void* src, DType to, void* dst, size_t n, double scale, double shift) {
   if (!cudaAvailable())
-    return noDevice();
+    return errors::noDevice();
   DeviceBuffer in(nullptr), out(nullptr);
   CKPTMAP_TRY(upload(in, src, n * dtypeSize(from)));
   CKPTMAP_TRY(upload(out, nullptr, n * dtypeSize(to)));
@@ -129,7 +128,7 @@ struct DeviceQuant {
 KernelStatus quantizeExperts(DType in, const void* src, size_t experts, size_t rows, size_t cols, const QuantOut& out,
                              const QuantOptions& opt) {
   if (!cudaAvailable())
-    return noDevice();
+    return errors::noDevice();
   DeviceBuffer input(nullptr);
   DeviceQuant q;
   CKPTMAP_TRY(q.allocate(out.format, out.scaleType, experts, rows, cols));
@@ -140,7 +139,7 @@ KernelStatus quantizeExperts(DType in, const void* src, size_t experts, size_t r
 
 KernelStatus dequantizeExperts(const QuantRef& in, size_t experts, size_t rows, size_t cols, DType out, void* dst) {
   if (!cudaAvailable())
-    return noDevice();
+    return errors::noDevice();
   DeviceQuant q;
   DeviceBuffer output(nullptr);
   CKPTMAP_TRY(q.allocate(in.format, in.scaleType, experts, rows, cols));
@@ -154,7 +153,7 @@ KernelStatus dequantizeExperts(const QuantRef& in, size_t experts, size_t rows, 
 KernelStatus requantize(const QuantRef& in, size_t rows, size_t cols, const QuantOut& out, const QuantOptions& opt,
                         DType via) {
   if (!cudaAvailable())
-    return noDevice();
+    return errors::noDevice();
   DeviceQuant src, dst;
   CKPTMAP_TRY(src.allocate(in.format, in.scaleType, 1, rows, cols));
   CKPTMAP_TRY(src.upload(in));

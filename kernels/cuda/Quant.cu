@@ -320,17 +320,6 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- launchers ----------------------------------------------------------------------------
 
-KernelStatus noDevice() { return KernelStatus::error(KernelErrc::NoDevice, "no CUDA device"); }
-
-template <class F> bool visitInput(DType t, F&& f) {
-  switch (t) {
-  case DType::F32: f(TypeTag<float>{}); return true;
-  case DType::BF16: f(TypeTag<bf16_t>{}); return true;
-  case DType::F16: f(TypeTag<f16_t>{}); return true;
-  default: return false;
-  }
-}
-
 /// Finds the first NaN/Inf of a device tensor and builds the same status the CPU returns.
 template <class T>
 KernelStatus locateNonFinite(const T* in, size_t experts, size_t perExpert, size_t cols, bool expertPrefix,
@@ -351,10 +340,8 @@ KernelStatus locateNonFinite(const T* in, size_t experts, size_t perExpert, size
   CKPTMAP_CUDA_TRY(cudaMemcpyAsync(&value, in + first, sizeof(T), cudaMemcpyDeviceToHost, s));
   CKPTMAP_CUDA_TRY(cudaStreamSynchronize(s));
   const size_t e = first / perExpert, local = first % perExpert;
-  KernelStatus st = errors::nonFinite(toF32(value), local, cols);
-  if (!expertPrefix)
-    return st;
-  return KernelStatus::error(st.code(), "expert " + std::to_string(e) + ": " + st.message(), st.index());
+  const KernelStatus st = errors::nonFinite(toF32(value), local, cols);
+  return expertPrefix ? errors::inExpert(st, e) : st;
 }
 
 template <class T>
@@ -506,9 +493,9 @@ KernelStatus dequantizeImpl(const QuantRef& in, size_t experts, size_t rows, siz
 KernelStatus quantizeEntry(DType in, const void* src, size_t experts, size_t rows, size_t cols, const QuantOut& out,
                            const QuantOptions& opt, bool expertPrefix, void* stream) {
   if (!cudaAvailable())
-    return noDevice();
+    return errors::noDevice();
   KernelStatus status;
-  const bool known = visitInput(in, [&](auto tag) {
+  const bool known = visitQuantDType(in, [&](auto tag) {
     using T = typename decltype(tag)::type;
     status = quantizeImpl(static_cast<const T*>(src), experts, rows, cols, out, opt, expertPrefix,
                           static_cast<cudaStream_t>(stream));
@@ -522,10 +509,10 @@ KernelStatus quantizeEntry(DType in, const void* src, size_t experts, size_t row
 
 KernelStatus amax(DType in, const void* src, size_t n, float& result, void* stream) {
   if (!cudaAvailable())
-    return noDevice();
+    return errors::noDevice();
   const auto s = static_cast<cudaStream_t>(stream);
   KernelStatus status;
-  const bool known = visitInput(in, [&](auto tag) {
+  const bool known = visitQuantDType(in, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* p = static_cast<const T*>(src);
     status = [&]() -> KernelStatus {
@@ -568,14 +555,14 @@ KernelStatus quantizeExperts(DType in, const void* src, size_t experts, size_t r
 KernelStatus dequantizeExperts(const QuantRef& in, size_t experts, size_t rows, size_t cols, DType out, void* dst,
                                void* stream) {
   if (!cudaAvailable())
-    return noDevice();
+    return errors::noDevice();
   QuantShapes sh;
   if (KernelStatus st = quantShapes(in.format, rows, cols, sh, in.scaleType); !st)
     return st;
   if (in.format == QuantFormat::Nvfp4 && !in.globalScale)
     return errors::badShape("NVFP4 dequantization needs the global scale");
   KernelStatus status;
-  const bool known = visitInput(out, [&](auto tag) {
+  const bool known = visitQuantDType(out, [&](auto tag) {
     using Out = typename decltype(tag)::type;
     status = dequantizeImpl(in, experts, rows, cols, static_cast<Out*>(dst), static_cast<cudaStream_t>(stream));
   });
@@ -591,7 +578,7 @@ KernelStatus dequantize(const QuantRef& in, size_t rows, size_t cols, DType out,
 KernelStatus requantize(const QuantRef& in, size_t rows, size_t cols, const QuantOut& out, const QuantOptions& opt,
                         DType via, void* scratch, void* stream) {
   if (!cudaAvailable())
-    return noDevice();
+    return errors::noDevice();
   if (via != DType::F32 && via != DType::BF16 && via != DType::F16)
     return errors::unsupportedDType("requantization intermediate", via);
   const auto s = static_cast<cudaStream_t>(stream);
