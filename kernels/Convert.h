@@ -15,8 +15,7 @@ struct bool_t { uint8_t bits; };
 
 template <class T> struct TypeTag { using type = T; };
 
-/// Calls f(TypeTag<T>{}) with the element type of `t`; false (f not called) never happens:
-/// every DType has an element type.
+/// Calls f(TypeTag<T>{}) with the element type of `t` (every DType has one).
 template <class F> constexpr void visitDType(DType t, F&& f) {
   switch (t) {
   case DType::F64: f(TypeTag<double>{}); return;
@@ -35,6 +34,17 @@ template <class F> constexpr void visitDType(DType t, F&& f) {
   case DType::U16: f(TypeTag<uint16_t>{}); return;
   case DType::U8: f(TypeTag<uint8_t>{}); return;
   case DType::BOOL: f(TypeTag<bool_t>{}); return;
+  }
+}
+
+/// Calls f(TypeTag<T>{}) for the dtypes quantizers read and dequantizers write (F32, BF16,
+/// F16); returns false, without calling f, for any other dtype.
+template <class F> bool visitQuantDType(DType t, F&& f) {
+  switch (t) {
+  case DType::F32: f(TypeTag<float>{}); return true;
+  case DType::BF16: f(TypeTag<bf16_t>{}); return true;
+  case DType::F16: f(TypeTag<f16_t>{}); return true;
+  default: return false;
   }
 }
 

@@ -46,4 +46,13 @@ inline KernelStatus nonFinite(float value, size_t index, size_t cols) {
   return KernelStatus::error(KernelErrc::NonFinite, std::move(msg), index);
 }
 
+/// The status of expert e's matrix within a [E, rows, cols] stack (index stays expert-local).
+inline KernelStatus inExpert(const KernelStatus& s, size_t e) {
+  if (s)
+    return s;
+  return KernelStatus::error(s.code(), "expert " + std::to_string(e) + ": " + s.message(), s.index());
+}
+
+inline KernelStatus noDevice() { return KernelStatus::error(KernelErrc::NoDevice, "no CUDA device"); }
+
 } // namespace ckptmap::errors

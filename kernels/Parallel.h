@@ -45,11 +45,11 @@ template <class F> void parallelFor(size_t n, size_t grain, unsigned threads, F&
   std::vector<std::thread> pool;
   pool.reserve(chunks - 1);
   for (size_t c = 1; c < chunks; ++c) {
-    auto [b, e] = range(c);
-    pool.emplace_back([&f, c, b, e] { f(c, b, e); });
+    const std::pair<size_t, size_t> r = range(c);
+    pool.emplace_back([&f, c, r] { f(c, r.first, r.second); });
   }
-  auto [b0, e0] = range(0);
-  f(size_t{0}, b0, e0);
+  const std::pair<size_t, size_t> r0 = range(0);
+  f(size_t{0}, r0.first, r0.second);
   for (auto& t : pool)
     t.join();
 }

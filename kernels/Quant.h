@@ -67,14 +67,19 @@ inline constexpr size_t kFp8BlockSize = 128;
 struct QuantShapes {
   DType dataType;              // U8 (NVFP4, packed) or F8_E4M3
   size_t dataRows, dataCols;   // NVFP4 [r, c/2], else [r, c]
+  DType scaleType;             // F8_E4M3 (NVFP4), F32 (FP8), F32|BF16 (FP8 block), U8 (MXFP8, E8M0)
   size_t scaleRows, scaleCols; // NVFP4 [r, c/16]; FP8 1x1 (a scalar); block [ceil, ceil]; MX [r, c/32]
-  bool hasGlobalScale;         // NVFP4's weight_scale_2
+  bool hasGlobalScale;         // NVFP4's weight_scale_2 (F32, one per matrix)
   size_t dataBytes() const { return dataRows * dataCols; }
   size_t scaleCount() const { return scaleRows * scaleCols; }
+  size_t scaleBytes() const { return scaleCount() * dtypeSize(scaleType); }
 };
 
-/// Shapes for `format`; BadShape when cols does not fit the format's group size.
-KernelStatus quantShapes(QuantFormat format, size_t rows, size_t cols, QuantShapes& out);
+/// Shapes for `format`; BadShape when cols does not fit the format's group size, and
+/// UnsupportedDType for an FP8 block scale type other than F32 or BF16 (`blockScaleType` is
+/// only read for Fp8Block).
+KernelStatus quantShapes(QuantFormat format, size_t rows, size_t cols, QuantShapes& out,
+                         DType blockScaleType = DType::F32);
 
 /// Read-only view of a quantized matrix (or a stack of them). Host pointers for cpu::,
 /// device pointers for cuda::.

@@ -12,24 +12,27 @@
 
 namespace ckptmap {
 
-KernelStatus quantShapes(QuantFormat format, size_t rows, size_t cols, QuantShapes& out) {
+KernelStatus quantShapes(QuantFormat format, size_t rows, size_t cols, QuantShapes& out, DType blockScaleType) {
   auto ceilDiv = [](size_t a, size_t b) { return (a + b - 1) / b; };
   switch (format) {
   case QuantFormat::Nvfp4:
     if (cols % kNvfp4GroupSize)
       return errors::badShape("NVFP4 needs a column count divisible by 16, got " + std::to_string(cols));
-    out = {DType::U8, rows, cols / 2, rows, cols / kNvfp4GroupSize, true};
+    out = {DType::U8, rows, cols / 2, DType::F8_E4M3, rows, cols / kNvfp4GroupSize, true};
     return {};
   case QuantFormat::Fp8Tensor:
-    out = {DType::F8_E4M3, rows, cols, 1, 1, false};
+    out = {DType::F8_E4M3, rows, cols, DType::F32, 1, 1, false};
     return {};
   case QuantFormat::Fp8Block:
-    out = {DType::F8_E4M3, rows, cols, ceilDiv(rows, kFp8BlockSize), ceilDiv(cols, kFp8BlockSize), false};
+    if (blockScaleType != DType::F32 && blockScaleType != DType::BF16)
+      return errors::unsupportedDType("FP8 block scale", blockScaleType);
+    out = {DType::F8_E4M3, rows, cols, blockScaleType, ceilDiv(rows, kFp8BlockSize), ceilDiv(cols, kFp8BlockSize),
+           false};
     return {};
   case QuantFormat::Mxfp8:
     if (cols % kMxfp8GroupSize)
       return errors::badShape("MXFP8 needs a column count divisible by 32, got " + std::to_string(cols));
-    out = {DType::F8_E4M3, rows, cols, rows, cols / kMxfp8GroupSize, false};
+    out = {DType::F8_E4M3, rows, cols, DType::U8, rows, cols / kMxfp8GroupSize, false};
     return {};
   }
   return errors::badShape("unknown quantization format");
@@ -73,17 +76,6 @@ template <class T> KernelStatus nonFiniteIn(const T* w, size_t n, size_t cols) {
       return errors::nonFinite(toF32(w[i]), i, cols);
   return {};
 }
-
-/// Calls f(TypeTag<T>) for the quantizer input dtypes; false for others.
-template <class F> bool visitInput(DType t, F&& f) {
-  switch (t) {
-  case DType::F32: f(TypeTag<float>{}); return true;
-  case DType::BF16: f(TypeTag<bf16_t>{}); return true;
-  case DType::F16: f(TypeTag<f16_t>{}); return true;
-  default: return false;
-  }
-}
-template <class F> bool visitOutput(DType t, F&& f) { return visitInput(t, std::forward<F>(f)); }
 
 template <class Out> void dequantNvfp4(const uint8_t* packed, const uint8_t* scales, float ws2, size_t rows,
                                        size_t cols, Out* dst, const Exec& exec) {
@@ -296,7 +288,7 @@ CKPTMAP_INSTANTIATE(f16_t)
 KernelStatus quantize(DType in, const void* src, size_t rows, size_t cols, const QuantOut& out,
                       const QuantOptions& opt) {
   KernelStatus status;
-  const bool known = visitInput(in, [&](auto tag) {
+  const bool known = visitQuantDType(in, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* w = static_cast<const T*>(src);
     switch (out.format) {
@@ -326,14 +318,12 @@ KernelStatus quantize(DType in, const void* src, size_t rows, size_t cols, const
 
 KernelStatus dequantize(const QuantRef& in, size_t rows, size_t cols, DType out, void* dst, const Exec& exec) {
   QuantShapes shapes;
-  if (KernelStatus s = quantShapes(in.format, rows, cols, shapes); !s)
+  if (KernelStatus s = quantShapes(in.format, rows, cols, shapes, in.scaleType); !s)
     return s;
-  if (in.format == QuantFormat::Fp8Block && in.scaleType != DType::F32 && in.scaleType != DType::BF16)
-    return errors::unsupportedDType("FP8 block scale", in.scaleType);
   if (in.format == QuantFormat::Nvfp4 && !in.globalScale)
     return errors::badShape("NVFP4 dequantization needs the global scale");
   const uint8_t* data = static_cast<const uint8_t*>(in.data);
-  const bool known = visitOutput(out, [&](auto tag) {
+  const bool known = visitQuantDType(out, [&](auto tag) {
     using Out = typename decltype(tag)::type;
     Out* o = static_cast<Out*>(dst);
     switch (in.format) {
@@ -379,17 +369,10 @@ struct ExpertStride {
 
 KernelStatus expertStride(QuantFormat f, DType scaleType, size_t rows, size_t cols, ExpertStride& st) {
   QuantShapes sh;
-  if (KernelStatus s = quantShapes(f, rows, cols, sh); !s)
+  if (KernelStatus s = quantShapes(f, rows, cols, sh, scaleType); !s)
     return s;
-  const size_t scaleElem = f == QuantFormat::Fp8Tensor ? 4 : f == QuantFormat::Fp8Block ? dtypeSize(scaleType) : 1;
-  st = {sh.dataBytes(), sh.scaleCount() * scaleElem};
+  st = {sh.dataBytes(), sh.scaleBytes()};
   return {};
-}
-
-KernelStatus withExpert(KernelStatus s, size_t e) {
-  if (s)
-    return s;
-  return KernelStatus::error(s.code(), "expert " + std::to_string(e) + ": " + s.message(), s.index());
 }
 
 } // namespace
@@ -407,7 +390,7 @@ KernelStatus quantizeExperts(DType in, const void* src, size_t experts, size_t r
     if (out.globalScale)
       o.globalScale = out.globalScale + e;
     if (KernelStatus s = quantize(in, static_cast<const std::byte*>(src) + e * inBytes, rows, cols, o, opt); !s)
-      return withExpert(std::move(s), e);
+      return errors::inExpert(s, e);
   }
   return {};
 }
@@ -425,7 +408,7 @@ KernelStatus dequantizeExperts(const QuantRef& in, size_t experts, size_t rows, 
     if (in.globalScale)
       r.globalScale = in.globalScale + e;
     if (KernelStatus s = dequantize(r, rows, cols, out, static_cast<std::byte*>(dst) + e * outBytes, exec); !s)
-      return withExpert(std::move(s), e);
+      return errors::inExpert(s, e);
   }
   return {};
 }

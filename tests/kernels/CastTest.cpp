@@ -228,3 +228,27 @@ TEST_CASE("cast and affine results do not depend on the thread count") {
   REQUIRE(cpu::affineTensor(DType::F32, w.data(), DType::F16, b.data(), w.size(), 0.5, 1.0, Exec{3}).ok());
   CHECK(a == b);
 }
+
+TEST_CASE("castTensor BF16 -> F32 -> BF16 is the identity on all 65536 patterns; NaN stays NaN") {
+  std::vector<uint16_t> all(65536), back(65536);
+  for (uint32_t i = 0; i < 65536; ++i)
+    all[i] = static_cast<uint16_t>(i);
+  std::vector<float> wide(65536);
+  REQUIRE(cpu::castTensor(DType::BF16, all.data(), DType::F32, wide.data(), all.size()).ok());
+  REQUIRE(cpu::castTensor(DType::F32, wide.data(), DType::BF16, back.data(), all.size(), Exec{3}).ok());
+  for (uint32_t i = 0; i < 65536; ++i) {
+    REQUIRE(B(wide[i]) == i << 16);
+    if (std::isnan(wide[i]))
+      REQUIRE(std::isnan(fp::bf16ToF32(back[i])));
+    else
+      REQUIRE(back[i] == i);
+  }
+  // F16 and the 8-bit formats round-trip through F32 and F64 too.
+  std::vector<uint16_t> h2(65536);
+  std::vector<double> d(65536);
+  REQUIRE(cpu::castTensor(DType::F16, all.data(), DType::F64, d.data(), all.size()).ok());
+  REQUIRE(cpu::castTensor(DType::F64, d.data(), DType::F16, h2.data(), all.size()).ok());
+  for (uint32_t i = 0; i < 65536; ++i)
+    if (!std::isnan(d[i]))
+      REQUIRE(h2[i] == i);
+}

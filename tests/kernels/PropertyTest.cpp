@@ -27,10 +27,9 @@ struct Quantized {
   Quantized(QuantFormat f, size_t experts, size_t rows, size_t cols, DType st = DType::F32)
       : format(f), scaleType(st) {
     QuantShapes sh;
-    REQUIRE(quantShapes(f, rows, cols, sh).ok());
-    const size_t scaleElem = f == QuantFormat::Fp8Tensor ? 4 : f == QuantFormat::Fp8Block ? dtypeSize(st) : 1;
+    REQUIRE(quantShapes(f, rows, cols, sh, st).ok());
     data.assign(experts * sh.dataBytes(), 0xAB);
-    scale.assign(experts * sh.scaleCount() * scaleElem, 0xAB);
+    scale.assign(experts * sh.scaleBytes(), 0xAB);
     global.assign(experts, -1.0f);
   }
   QuantOut out() { return {format, data.data(), scale.data(), scaleType, global.data()}; }

@@ -358,6 +358,10 @@ TEST_CASE("quantShapes") {
   REQUIRE(quantShapes(QuantFormat::Fp8Block, 200, 300, sh).ok());
   CHECK(sh.scaleRows == 2);
   CHECK(sh.scaleCols == 3);
+  CHECK(sh.scaleBytes() == 24);
+  REQUIRE(quantShapes(QuantFormat::Fp8Block, 200, 300, sh, DType::BF16).ok());
+  CHECK(sh.scaleBytes() == 12);
+  CHECK(quantShapes(QuantFormat::Fp8Block, 200, 300, sh, DType::F16).code() == KernelErrc::UnsupportedDType);
   REQUIRE(quantShapes(QuantFormat::Mxfp8, 3, 64, sh).ok());
   CHECK(sh.scaleCount() == 6);
   REQUIRE(quantShapes(QuantFormat::Fp8Tensor, 3, 5, sh).ok());

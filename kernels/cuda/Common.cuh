@@ -1,0 +1,92 @@
+// Helpers shared by the CUDA translation units: error handling, launch geometry, vector
+// loads/stores and small RAII device buffers. Internal to kernels/cuda.
+#pragma once
+
+#include "kernels/Status.h"
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace ckptmap::cuda::detail {
+
+inline KernelStatus deviceError(cudaError_t e, const char* what) {
+  return KernelStatus::error(KernelErrc::DeviceError, std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+#define CKPTMAP_CUDA_TRY(expr)                                                                               \
+  do {                                                                                                       \
+    const cudaError_t err_ = (expr);                                                                         \
+    if (err_ != cudaSuccess)                                                                                 \
+      return ::ckptmap::cuda::detail::deviceError(err_, #expr);                                              \
+  } while (0)
+
+/// Checks the launch that just happened (bad configuration, missing kernel image).
+#define CKPTMAP_CUDA_CHECK_LAUNCH() CKPTMAP_CUDA_TRY(cudaGetLastError())
+
+inline constexpr int kThreads = 256;
+
+/// Blocks for a grid-stride loop over `work` items: enough to fill the GPU a few times over,
+/// never more than the work needs.
+size_t gridFor(size_t work, int threads = kThreads);
+
+inline bool aligned(const void* p, size_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
+
+/// N elements of T moved with 16-byte (or, for smaller packs, whole-pack) memory operations.
+template <class T, int N> struct alignas(sizeof(T) * N >= 16 ? 16 : sizeof(T) * N) Pack {
+  T v[N];
+};
+
+template <class T, int N> __device__ __forceinline__ Pack<T, N> loadPack(const T* p) {
+  return *reinterpret_cast<const Pack<T, N>*>(p);
+}
+template <class T, int N> __device__ __forceinline__ void storePack(T* p, const Pack<T, N>& v) {
+  *reinterpret_cast<Pack<T, N>*>(p) = v;
+}
+
+__device__ __forceinline__ size_t globalThread() {
+  return static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ size_t gridThreads() { return static_cast<size_t>(gridDim.x) * blockDim.x; }
+
+/// Max over the block, returned to every thread; every thread must call it.
+__device__ __forceinline__ uint32_t blockMax(uint32_t v) {
+  __shared__ uint32_t warpMax[32];
+  v = __reduce_max_sync(0xFFFFFFFFu, v);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0)
+    warpMax[warp] = v;
+  __syncthreads();
+  const int warps = (blockDim.x + 31) >> 5;
+  v = lane < warps ? warpMax[lane] : 0u;
+  v = __reduce_max_sync(0xFFFFFFFFu, v);
+  __syncthreads(); // warpMax may be reused by a following call
+  return v;
+}
+
+/// Device memory owned for the duration of one launcher call, stream-ordered (no device-wide
+/// synchronisation on allocation or release).
+class DeviceBuffer {
+public:
+  explicit DeviceBuffer(cudaStream_t stream) : stream_(stream) {}
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() {
+    if (ptr_)
+      cudaFreeAsync(ptr_, stream_);
+  }
+  KernelStatus allocate(size_t bytes) {
+    CKPTMAP_CUDA_TRY(cudaMallocAsync(&ptr_, bytes ? bytes : 1, stream_));
+    return {};
+  }
+  void* get() const { return ptr_; }
+  template <class T> T* as() const { return static_cast<T*>(ptr_); }
+
+private:
+  cudaStream_t stream_;
+  void* ptr_ = nullptr;
+};
+
+} // namespace ckptmap::cuda::detail

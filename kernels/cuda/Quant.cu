@@ -1,0 +1,596 @@
+// Quantizers and dequantizers on the device. The per-element arithmetic is QuantMath.h's, so
+// results are bit-identical to kernels/cpu/Quant.cpp. Layout of the work:
+//   amax          grid-stride, 16-byte loads, integer max of |x| bits, one atomicMax per block
+//                 per expert (max is order-independent: the result is exact)
+//   NVFP4         one thread per 16-element group: 32/64-byte loads, 8-byte packed store
+//   FP8 tensor    grid-stride over 16-byte packs
+//   FP8 block     one 256-thread block per 128x128 tile (64 values per thread in registers)
+//   MXFP8         one thread per 32-element group
+//   dequantize    grid-stride over 16-element packs
+// A NaN/Inf in the input shows up as an amax >= 0x7F800000 or a flag set by a block kernel; the
+// launcher then finds the first offending element with one more kernel (error path only).
+#include "kernels/Convert.h"
+#include "kernels/Cuda.h"
+#include "kernels/Errors.h"
+#include "kernels/QuantMath.h"
+#include "kernels/cuda/Common.cuh"
+
+#include <type_traits>
+#include <vector>
+
+namespace ckptmap::cuda {
+namespace {
+
+using namespace detail;
+
+constexpr uint32_t kNonFiniteBits = 0x7F800000u;
+
+template <class T> constexpr int packOf() { return static_cast<int>(16 / sizeof(T)); }
+
+/// Loads N consecutive elements as F32, with 16-byte loads when kVec.
+template <bool kVec, int N, class T> __device__ __forceinline__ void loadF32(const T* p, float* v) {
+  if constexpr (kVec) {
+    constexpr int V = packOf<T>() < N ? packOf<T>() : N;
+#pragma unroll
+    for (int k = 0; k < N / V; ++k) {
+      const Pack<T, V> a = loadPack<T, V>(p + k * V);
+#pragma unroll
+      for (int j = 0; j < V; ++j)
+        v[k * V + j] = toF32(a.v[j]);
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < N; ++j)
+      v[j] = toF32(p[j]);
+  }
+}
+
+template <bool kVec, int N, class T> __device__ __forceinline__ void storeN(T* p, const Pack<T, N>& v) {
+  if constexpr (kVec) {
+    storePack<T, N>(p, v);
+  } else {
+#pragma unroll
+    for (int j = 0; j < N; ++j)
+      p[j] = v.v[j];
+  }
+}
+
+// ---- amax and error location ----------------------------------------------------------------
+
+template <int V, class T>
+__global__ void __launch_bounds__(kThreads) amaxKernel(const T* __restrict__ in, size_t perExpert, uint32_t* __restrict__ amaxBits) {
+  const T* base = in + blockIdx.y * perExpert;
+  uint32_t m = 0;
+  const size_t packs = perExpert / V;
+  for (size_t i = globalThread(); i < packs; i += gridThreads()) {
+    const Pack<T, V> a = loadPack<T, V>(base + i * V);
+#pragma unroll
+    for (int j = 0; j < V; ++j)
+      m = max(m, fp::absBits(toF32(a.v[j])));
+  }
+  for (size_t i = packs * V + globalThread(); i < perExpert; i += gridThreads())
+    m = max(m, fp::absBits(toF32(base[i])));
+  m = blockMax(m);
+  if (threadIdx.x == 0 && m)
+    atomicMax(&amaxBits[blockIdx.y], m);
+}
+
+template <class T>
+__global__ void firstNonFiniteKernel(const T* __restrict__ in, size_t n, unsigned long long* __restrict__ first) {
+  for (size_t i = globalThread(); i < n; i += gridThreads())
+    if (!fp::isFinite(toF32(in[i])))
+      atomicMin(first, static_cast<unsigned long long>(i));
+}
+
+// ---- per-expert scalars -------------------------------------------------------------------
+
+/// NVFP4: global[e] = given or amax[e] / 2688. FP8: scale[e] = amax[e] / 448 (0 -> 1).
+__global__ void scalarScalesKernel(QuantFormat format, const uint32_t* __restrict__ amaxBits, size_t experts,
+                                   bool useGiven, float given, float* __restrict__ out) {
+  for (size_t e = globalThread(); e < experts; e += gridThreads()) {
+    const float a = fp::floatOf(amaxBits[e]);
+    out[e] = format == QuantFormat::Nvfp4 ? (useGiven ? given : qmath::nvfp4GlobalScale(a)) : qmath::fp8Scale(a);
+  }
+}
+
+// ---- NVFP4 ------------------------------------------------------------------------------------
+
+template <bool kVec, class T>
+__global__ void __launch_bounds__(kThreads)
+    nvfp4QuantKernel(const T* __restrict__ in, size_t groupsPerExpert, size_t groups, const float* __restrict__ global,
+                     uint8_t* __restrict__ packed, uint8_t* __restrict__ scales) {
+  for (size_t g = globalThread(); g < groups; g += gridThreads()) {
+    const float ws2 = global[g / groupsPerExpert];
+    float v[16];
+    loadF32<kVec, 16>(in + g * 16, v);
+    uint32_t bmax = 0;
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+      bmax = max(bmax, fp::absBits(v[j]));
+    const uint8_t s = qmath::nvfp4BlockScale(fp::floatOf(bmax), fp::mul(qmath::kE2m1Max, ws2));
+    scales[g] = s;
+    const float d = qmath::nvfp4BlockDivisor(s, ws2);
+    Pack<uint8_t, 8> o;
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      o.v[j] = static_cast<uint8_t>(qmath::nvfp4Code(v[2 * j], d) | (qmath::nvfp4Code(v[2 * j + 1], d) << 4));
+    storeN<kVec, 8>(packed + g * 8, o);
+  }
+}
+
+template <bool kVec, class Out>
+__global__ void __launch_bounds__(kThreads)
+    nvfp4DequantKernel(const uint8_t* __restrict__ packed, const uint8_t* __restrict__ scales,
+                       const float* __restrict__ global, size_t groupsPerExpert, size_t groups, Out* __restrict__ out) {
+  for (size_t g = globalThread(); g < groups; g += gridThreads()) {
+    const float d = qmath::nvfp4BlockDivisor(scales[g], global[g / groupsPerExpert]);
+    Pack<uint8_t, 8> p;
+    if constexpr (kVec) {
+      p = loadPack<uint8_t, 8>(packed + g * 8);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        p.v[j] = packed[g * 8 + j];
+    }
+    Pack<Out, 16> o;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      o.v[2 * j] = fromF32<Out>(qmath::nvfp4Dequant(p.v[j] & 0xFu, d));
+      o.v[2 * j + 1] = fromF32<Out>(qmath::nvfp4Dequant(p.v[j] >> 4, d));
+    }
+    storeN<kVec, 16>(out + g * 16, o);
+  }
+}
+
+// ---- FP8 per tensor -----------------------------------------------------------------------
+
+/// V elements per step; V divides perExpert, so a step never straddles two experts.
+template <int V, class T>
+__global__ void __launch_bounds__(kThreads)
+    fp8QuantKernel(const T* __restrict__ in, size_t perExpert, size_t total, const float* __restrict__ scale,
+                   uint8_t* __restrict__ q) {
+  for (size_t i = globalThread() * V; i < total; i += gridThreads() * V) {
+    const float s = scale[i / perExpert];
+    float v[V];
+    loadF32<(V > 1), V>(in + i, v);
+    Pack<uint8_t, V> o;
+#pragma unroll
+    for (int j = 0; j < V; ++j)
+      o.v[j] = qmath::fp8Quant(v[j], s);
+    storeN<(V > 1), V>(q + i, o);
+  }
+}
+
+template <int V, class Out>
+__global__ void __launch_bounds__(kThreads)
+    fp8DequantKernel(const uint8_t* __restrict__ q, size_t perExpert, size_t total, const float* __restrict__ scale,
+                     Out* __restrict__ out) {
+  for (size_t i = globalThread() * V; i < total; i += gridThreads() * V) {
+    const float s = scale[i / perExpert];
+    Pack<uint8_t, V> p;
+    if constexpr (V > 1) {
+      p = loadPack<uint8_t, V>(q + i);
+    } else {
+      p.v[0] = q[i];
+    }
+    Pack<Out, V> o;
+#pragma unroll
+    for (int j = 0; j < V; ++j)
+      o.v[j] = fromF32<Out>(qmath::fp8Dequant(p.v[j], s));
+    storeN<(V > 1), V>(out + i, o);
+  }
+}
+
+// ---- FP8 128x128 blocks -------------------------------------------------------------------------
+
+/// One block of 256 threads per tile; grid (tile cols, tile rows, experts). Each thread holds
+/// V consecutive columns of 128 / (256 / (128 / V)) rows: 64 values.
+template <int V, class T>
+__global__ void __launch_bounds__(256)
+    fp8BlockQuantKernel(const T* __restrict__ in, size_t rows, size_t cols, bool bf16Scale, void* __restrict__ scaleOut,
+                        uint8_t* __restrict__ q, uint32_t* __restrict__ badFlag) {
+  constexpr int kTpr = 128 / V;      // threads per tile row
+  constexpr int kRpp = 256 / kTpr;   // tile rows per pass
+  constexpr int kPasses = 128 / kRpp;
+  const size_t base = blockIdx.z * rows * cols;
+  const size_t r0 = static_cast<size_t>(blockIdx.y) * 128 + threadIdx.x / kTpr;
+  const size_t c = static_cast<size_t>(blockIdx.x) * 128 + (threadIdx.x % kTpr) * V;
+  float v[kPasses * V];
+  uint32_t m = 0;
+#pragma unroll
+  for (int p = 0; p < kPasses; ++p) {
+    const size_t r = r0 + static_cast<size_t>(p) * kRpp;
+    if (r < rows && c < cols) {
+      loadF32<(V > 1), V>(in + base + r * cols + c, v + p * V);
+#pragma unroll
+      for (int j = 0; j < V; ++j)
+        m = max(m, fp::absBits(v[p * V + j]));
+    }
+  }
+  m = blockMax(m);
+  if (m >= kNonFiniteBits) {
+    if (threadIdx.x == 0)
+      atomicOr(badFlag, 1u);
+    return;
+  }
+  const size_t si = (static_cast<size_t>(blockIdx.z) * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+  float s;
+  if (bf16Scale) {
+    const uint16_t sb = qmath::fp8ScaleBf16(fp::floatOf(m));
+    s = fp::bf16ToF32(sb);
+    if (threadIdx.x == 0)
+      static_cast<uint16_t*>(scaleOut)[si] = sb;
+  } else {
+    s = qmath::fp8Scale(fp::floatOf(m));
+    if (threadIdx.x == 0)
+      static_cast<float*>(scaleOut)[si] = s;
+  }
+#pragma unroll
+  for (int p = 0; p < kPasses; ++p) {
+    const size_t r = r0 + static_cast<size_t>(p) * kRpp;
+    if (r < rows && c < cols) {
+      Pack<uint8_t, V> o;
+#pragma unroll
+      for (int j = 0; j < V; ++j)
+        o.v[j] = qmath::fp8Quant(v[p * V + j], s);
+      storeN<(V > 1), V>(q + base + r * cols + c, o);
+    }
+  }
+}
+
+/// V (1 or 16) consecutive elements of one row per step; 16 divides 128, so a step has one scale.
+template <int V, class Out>
+__global__ void __launch_bounds__(kThreads)
+    fp8BlockDequantKernel(const uint8_t* __restrict__ q, bool bf16Scale, const void* __restrict__ scale, size_t rows,
+                          size_t cols, size_t total, Out* __restrict__ out) {
+  const size_t perExpert = rows * cols;
+  const size_t gridRows = (rows + 127) / 128, gridCols = (cols + 127) / 128;
+  for (size_t i = globalThread() * V; i < total; i += gridThreads() * V) {
+    const size_t e = i / perExpert, rem = i % perExpert, r = rem / cols, c = rem % cols;
+    const size_t si = (e * gridRows + r / 128) * gridCols + c / 128;
+    const float s = bf16Scale ? fp::bf16ToF32(static_cast<const uint16_t*>(scale)[si])
+                              : static_cast<const float*>(scale)[si];
+    Pack<uint8_t, V> p;
+    if constexpr (V > 1) {
+      p = loadPack<uint8_t, V>(q + i);
+    } else {
+      p.v[0] = q[i];
+    }
+    Pack<Out, V> o;
+#pragma unroll
+    for (int j = 0; j < V; ++j)
+      o.v[j] = fromF32<Out>(qmath::fp8Dequant(p.v[j], s));
+    storeN<(V > 1), V>(out + i, o);
+  }
+}
+
+// ---- MXFP8 ------------------------------------------------------------------------------------
+
+template <bool kVec, class T>
+__global__ void __launch_bounds__(kThreads)
+    mxfp8QuantKernel(const T* __restrict__ in, size_t groups, uint8_t* __restrict__ q, uint8_t* __restrict__ scales,
+                     uint32_t* __restrict__ badFlag) {
+  for (size_t g = globalThread(); g < groups; g += gridThreads()) {
+    float v[32];
+    loadF32<kVec, 32>(in + g * 32, v);
+    uint32_t bmax = 0;
+#pragma unroll
+    for (int j = 0; j < 32; ++j)
+      bmax = max(bmax, fp::absBits(v[j]));
+    if (bmax >= kNonFiniteBits) {
+      atomicOr(badFlag, 1u);
+      continue;
+    }
+    const uint8_t ex = qmath::mxfp8Exponent(bmax);
+    scales[g] = ex;
+    const float x = fp::e8m0ToF32(ex);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      Pack<uint8_t, 16> o;
+#pragma unroll
+      for (int j = 0; j < 16; ++j)
+        o.v[j] = qmath::mxfp8Quant(v[h * 16 + j], x);
+      storeN<kVec, 16>(q + g * 32 + h * 16, o);
+    }
+  }
+}
+
+/// 16 elements (half a group) per step.
+template <bool kVec, class Out>
+__global__ void __launch_bounds__(kThreads)
+    mxfp8DequantKernel(const uint8_t* __restrict__ q, const uint8_t* __restrict__ scales, size_t halves,
+                       Out* __restrict__ out) {
+  for (size_t h = globalThread(); h < halves; h += gridThreads()) {
+    const float x = fp::e8m0ToF32(scales[h / 2]);
+    Pack<uint8_t, 16> p;
+    if constexpr (kVec) {
+      p = loadPack<uint8_t, 16>(q + h * 16);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 16; ++j)
+        p.v[j] = q[h * 16 + j];
+    }
+    Pack<Out, 16> o;
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+      o.v[j] = fromF32<Out>(qmath::mxfp8Dequant(p.v[j], x));
+    storeN<kVec, 16>(out + h * 16, o);
+  }
+}
+
+// ---- launchers ----------------------------------------------------------------------------
+
+/// Finds the first NaN/Inf of a device tensor and builds the same status the CPU returns.
+template <class T>
+KernelStatus locateNonFinite(const T* in, size_t experts, size_t perExpert, size_t cols, bool expertPrefix,
+                             cudaStream_t s) {
+  DeviceBuffer idx(s);
+  if (KernelStatus st = idx.allocate(sizeof(unsigned long long)); !st)
+    return st;
+  CKPTMAP_CUDA_TRY(cudaMemsetAsync(idx.get(), 0xFF, sizeof(unsigned long long), s));
+  const size_t n = experts * perExpert;
+  firstNonFiniteKernel<<<gridFor(n), kThreads, 0, s>>>(in, n, idx.as<unsigned long long>());
+  CKPTMAP_CUDA_CHECK_LAUNCH();
+  unsigned long long first = 0;
+  CKPTMAP_CUDA_TRY(cudaMemcpyAsync(&first, idx.get(), sizeof first, cudaMemcpyDeviceToHost, s));
+  T value{};
+  CKPTMAP_CUDA_TRY(cudaStreamSynchronize(s));
+  if (first >= n)
+    return KernelStatus::error(KernelErrc::DeviceError, "non-finite input reported but not found");
+  CKPTMAP_CUDA_TRY(cudaMemcpyAsync(&value, in + first, sizeof(T), cudaMemcpyDeviceToHost, s));
+  CKPTMAP_CUDA_TRY(cudaStreamSynchronize(s));
+  const size_t e = first / perExpert, local = first % perExpert;
+  const KernelStatus st = errors::nonFinite(toF32(value), local, cols);
+  return expertPrefix ? errors::inExpert(st, e) : st;
+}
+
+template <class T>
+KernelStatus quantizeImpl(const T* in, size_t experts, size_t rows, size_t cols, const QuantOut& out,
+                          const QuantOptions& opt, bool expertPrefix, cudaStream_t s) {
+  QuantShapes sh;
+  if (KernelStatus st = quantShapes(out.format, rows, cols, sh, out.scaleType); !st)
+    return st;
+  if (out.format == QuantFormat::Nvfp4 && !out.globalScale)
+    return errors::badShape("NVFP4 quantization needs a global scale output");
+  const size_t perExpert = rows * cols, n = experts * perExpert;
+  const bool inVec = aligned(in, 16);
+
+  DeviceBuffer scratch(s); // amax bits per expert, then the block kernels' error flag
+  if (KernelStatus st = scratch.allocate((experts + 1) * sizeof(uint32_t)); !st)
+    return st;
+  uint32_t* amaxBits = scratch.as<uint32_t>();
+  uint32_t* badFlag = amaxBits + experts;
+  CKPTMAP_CUDA_TRY(cudaMemsetAsync(scratch.get(), 0, (experts + 1) * sizeof(uint32_t), s));
+
+  const bool perTensor = out.format == QuantFormat::Nvfp4 || out.format == QuantFormat::Fp8Tensor;
+  if (perTensor && experts) {
+    constexpr int V = packOf<T>();
+    const bool vec = inVec && (perExpert * sizeof(T)) % 16 == 0;
+    const dim3 grid(static_cast<unsigned>(gridFor((vec ? perExpert / V : perExpert) + 1)), static_cast<unsigned>(experts));
+    if (vec)
+      amaxKernel<V><<<grid, kThreads, 0, s>>>(in, perExpert, amaxBits);
+    else
+      amaxKernel<1><<<grid, kThreads, 0, s>>>(in, perExpert, amaxBits);
+    CKPTMAP_CUDA_CHECK_LAUNCH();
+  }
+
+  uint8_t* data = static_cast<uint8_t*>(out.data);
+  switch (out.format) {
+  case QuantFormat::Nvfp4: {
+    scalarScalesKernel<<<gridFor(experts), kThreads, 0, s>>>(QuantFormat::Nvfp4, amaxBits, experts,
+                                                             opt.globalScale.has_value(), opt.globalScale.value_or(0.0f),
+                                                             out.globalScale);
+    CKPTMAP_CUDA_CHECK_LAUNCH();
+    const size_t groups = n / 16;
+    if (groups) {
+      auto* scales = static_cast<uint8_t*>(out.scale);
+      if (inVec && aligned(data, 8))
+        nvfp4QuantKernel<true><<<gridFor(groups), kThreads, 0, s>>>(in, perExpert / 16, groups, out.globalScale, data, scales);
+      else
+        nvfp4QuantKernel<false><<<gridFor(groups), kThreads, 0, s>>>(in, perExpert / 16, groups, out.globalScale, data, scales);
+      CKPTMAP_CUDA_CHECK_LAUNCH();
+    }
+    break;
+  }
+  case QuantFormat::Fp8Tensor: {
+    auto* scale = static_cast<float*>(out.scale);
+    scalarScalesKernel<<<gridFor(experts), kThreads, 0, s>>>(QuantFormat::Fp8Tensor, amaxBits, experts, false, 0.0f, scale);
+    CKPTMAP_CUDA_CHECK_LAUNCH();
+    if (n) {
+      constexpr int V = packOf<T>();
+      if (inVec && aligned(data, V) && perExpert % V == 0)
+        fp8QuantKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(in, perExpert, n, scale, data);
+      else
+        fp8QuantKernel<1><<<gridFor(n), kThreads, 0, s>>>(in, perExpert, n, scale, data);
+      CKPTMAP_CUDA_CHECK_LAUNCH();
+    }
+    break;
+  }
+  case QuantFormat::Fp8Block: {
+    if (n) {
+      const dim3 grid(static_cast<unsigned>(sh.scaleCols), static_cast<unsigned>(sh.scaleRows), static_cast<unsigned>(experts));
+      const bool bf16 = out.scaleType == DType::BF16;
+      constexpr int V = packOf<T>();
+      if (inVec && aligned(data, V) && cols % V == 0)
+        fp8BlockQuantKernel<V><<<grid, 256, 0, s>>>(in, rows, cols, bf16, out.scale, data, badFlag);
+      else
+        fp8BlockQuantKernel<1><<<grid, 256, 0, s>>>(in, rows, cols, bf16, out.scale, data, badFlag);
+      CKPTMAP_CUDA_CHECK_LAUNCH();
+    }
+    break;
+  }
+  case QuantFormat::Mxfp8: {
+    const size_t groups = n / 32;
+    if (groups) {
+      auto* scales = static_cast<uint8_t*>(out.scale);
+      if (inVec && aligned(data, 16))
+        mxfp8QuantKernel<true><<<gridFor(groups), kThreads, 0, s>>>(in, groups, data, scales, badFlag);
+      else
+        mxfp8QuantKernel<false><<<gridFor(groups), kThreads, 0, s>>>(in, groups, data, scales, badFlag);
+      CKPTMAP_CUDA_CHECK_LAUNCH();
+    }
+    break;
+  }
+  }
+
+  std::vector<uint32_t> host(experts + 1);
+  CKPTMAP_CUDA_TRY(cudaMemcpyAsync(host.data(), scratch.get(), host.size() * sizeof(uint32_t), cudaMemcpyDeviceToHost, s));
+  CKPTMAP_CUDA_TRY(cudaStreamSynchronize(s));
+  bool bad = host[experts] != 0;
+  for (size_t e = 0; e < experts; ++e)
+    bad = bad || host[e] >= kNonFiniteBits;
+  if (bad)
+    return locateNonFinite(in, experts, perExpert, out.format == QuantFormat::Fp8Tensor ? 0 : cols, expertPrefix, s);
+  return {};
+}
+
+template <class Out>
+KernelStatus dequantizeImpl(const QuantRef& in, size_t experts, size_t rows, size_t cols, Out* out, cudaStream_t s) {
+  const size_t perExpert = rows * cols, n = experts * perExpert;
+  if (n == 0)
+    return {};
+  const auto* data = static_cast<const uint8_t*>(in.data);
+  const bool outVec = aligned(out, 16);
+  switch (in.format) {
+  case QuantFormat::Nvfp4: {
+    const size_t groups = n / 16;
+    const auto* scales = static_cast<const uint8_t*>(in.scale);
+    if (outVec && aligned(data, 8))
+      nvfp4DequantKernel<true><<<gridFor(groups), kThreads, 0, s>>>(data, scales, in.globalScale, perExpert / 16, groups, out);
+    else
+      nvfp4DequantKernel<false><<<gridFor(groups), kThreads, 0, s>>>(data, scales, in.globalScale, perExpert / 16, groups, out);
+    break;
+  }
+  case QuantFormat::Fp8Tensor: {
+    const auto* scale = static_cast<const float*>(in.scale);
+    if (outVec && aligned(data, 16) && perExpert % 16 == 0)
+      fp8DequantKernel<16><<<gridFor(n / 16), kThreads, 0, s>>>(data, perExpert, n, scale, out);
+    else
+      fp8DequantKernel<1><<<gridFor(n), kThreads, 0, s>>>(data, perExpert, n, scale, out);
+    break;
+  }
+  case QuantFormat::Fp8Block: {
+    const bool bf16 = in.scaleType == DType::BF16;
+    if (outVec && aligned(data, 16) && cols % 16 == 0)
+      fp8BlockDequantKernel<16><<<gridFor(n / 16), kThreads, 0, s>>>(data, bf16, in.scale, rows, cols, n, out);
+    else
+      fp8BlockDequantKernel<1><<<gridFor(n), kThreads, 0, s>>>(data, bf16, in.scale, rows, cols, n, out);
+    break;
+  }
+  case QuantFormat::Mxfp8: {
+    const auto* scales = static_cast<const uint8_t*>(in.scale);
+    if (outVec && aligned(data, 16))
+      mxfp8DequantKernel<true><<<gridFor(n / 16), kThreads, 0, s>>>(data, scales, n / 16, out);
+    else
+      mxfp8DequantKernel<false><<<gridFor(n / 16), kThreads, 0, s>>>(data, scales, n / 16, out);
+    break;
+  }
+  }
+  CKPTMAP_CUDA_CHECK_LAUNCH();
+  return {};
+}
+
+KernelStatus quantizeEntry(DType in, const void* src, size_t experts, size_t rows, size_t cols, const QuantOut& out,
+                           const QuantOptions& opt, bool expertPrefix, void* stream) {
+  if (!cudaAvailable())
+    return errors::noDevice();
+  KernelStatus status;
+  const bool known = visitQuantDType(in, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    status = quantizeImpl(static_cast<const T*>(src), experts, rows, cols, out, opt, expertPrefix,
+                          static_cast<cudaStream_t>(stream));
+  });
+  if (!known)
+    return errors::unsupportedDType("quantization", in);
+  return status;
+}
+
+} // namespace
+
+KernelStatus amax(DType in, const void* src, size_t n, float& result, void* stream) {
+  if (!cudaAvailable())
+    return errors::noDevice();
+  const auto s = static_cast<cudaStream_t>(stream);
+  KernelStatus status;
+  const bool known = visitQuantDType(in, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* p = static_cast<const T*>(src);
+    status = [&]() -> KernelStatus {
+      DeviceBuffer bits(s);
+      if (KernelStatus st = bits.allocate(sizeof(uint32_t)); !st)
+        return st;
+      CKPTMAP_CUDA_TRY(cudaMemsetAsync(bits.get(), 0, sizeof(uint32_t), s));
+      constexpr int V = packOf<T>();
+      if (n) {
+        if (aligned(p, 16))
+          amaxKernel<V><<<dim3(static_cast<unsigned>(gridFor(n / V + 1)), 1), kThreads, 0, s>>>(p, n, bits.as<uint32_t>());
+        else
+          amaxKernel<1><<<dim3(static_cast<unsigned>(gridFor(n)), 1), kThreads, 0, s>>>(p, n, bits.as<uint32_t>());
+        CKPTMAP_CUDA_CHECK_LAUNCH();
+      }
+      uint32_t host = 0;
+      CKPTMAP_CUDA_TRY(cudaMemcpyAsync(&host, bits.get(), sizeof host, cudaMemcpyDeviceToHost, s));
+      CKPTMAP_CUDA_TRY(cudaStreamSynchronize(s));
+      if (host >= kNonFiniteBits)
+        return locateNonFinite(p, 1, n, 0, false, s);
+      result = fp::floatOf(host);
+      return {};
+    }();
+  });
+  if (!known)
+    return errors::unsupportedDType("amax", in);
+  return status;
+}
+
+KernelStatus quantize(DType in, const void* src, size_t rows, size_t cols, const QuantOut& out,
+                      const QuantOptions& opt, void* stream) {
+  return quantizeEntry(in, src, 1, rows, cols, out, opt, false, stream);
+}
+
+KernelStatus quantizeExperts(DType in, const void* src, size_t experts, size_t rows, size_t cols,
+                             const QuantOut& out, const QuantOptions& opt, void* stream) {
+  return quantizeEntry(in, src, experts, rows, cols, out, opt, true, stream);
+}
+
+KernelStatus dequantizeExperts(const QuantRef& in, size_t experts, size_t rows, size_t cols, DType out, void* dst,
+                               void* stream) {
+  if (!cudaAvailable())
+    return errors::noDevice();
+  QuantShapes sh;
+  if (KernelStatus st = quantShapes(in.format, rows, cols, sh, in.scaleType); !st)
+    return st;
+  if (in.format == QuantFormat::Nvfp4 && !in.globalScale)
+    return errors::badShape("NVFP4 dequantization needs the global scale");
+  KernelStatus status;
+  const bool known = visitQuantDType(out, [&](auto tag) {
+    using Out = typename decltype(tag)::type;
+    status = dequantizeImpl(in, experts, rows, cols, static_cast<Out*>(dst), static_cast<cudaStream_t>(stream));
+  });
+  if (!known)
+    return errors::unsupportedDType("dequantization output", out);
+  return status;
+}
+
+KernelStatus dequantize(const QuantRef& in, size_t rows, size_t cols, DType out, void* dst, void* stream) {
+  return dequantizeExperts(in, 1, rows, cols, out, dst, stream);
+}
+
+KernelStatus requantize(const QuantRef& in, size_t rows, size_t cols, const QuantOut& out, const QuantOptions& opt,
+                        DType via, void* scratch, void* stream) {
+  if (!cudaAvailable())
+    return errors::noDevice();
+  if (via != DType::F32 && via != DType::BF16 && via != DType::F16)
+    return errors::unsupportedDType("requantization intermediate", via);
+  const auto s = static_cast<cudaStream_t>(stream);
+  DeviceBuffer owned(s);
+  if (!scratch) {
+    if (KernelStatus st = owned.allocate(rows * cols * dtypeSize(via)); !st)
+      return st;
+    scratch = owned.get();
+  }
+  if (KernelStatus st = dequantize(in, rows, cols, via, scratch, stream); !st)
+    return st;
+  return quantize(via, scratch, rows, cols, out, opt, stream);
+}
+
+} // namespace ckptmap::cuda
