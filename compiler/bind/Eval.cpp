@@ -275,6 +275,15 @@ llvm::Expected<Value> Evaluator::evalBinary(const BinaryExpr &bin, const Env &en
 }
 
 llvm::Expected<Value> Evaluator::evalCall(const CallExpr &call, const Env &env) const {
+  // ifelse(c, a, b) evaluates only the branch it takes, so the other may name a missing key.
+  if (call.callee == "ifelse") {
+    if (call.args.size() != 3)
+      return fail(call.range(), "ifelse() takes 3 arguments, got " + std::to_string(call.args.size()));
+    auto cond = evalBool(*call.args[0].value, env);
+    if (!cond)
+      return cond.takeError();
+    return eval(*call.args[*cond ? 1 : 2].value, env);
+  }
   std::vector<Value> args;
   for (const Argument &arg : call.args) {
     auto v = eval(*arg.value, env);

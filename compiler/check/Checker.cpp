@@ -22,7 +22,7 @@ llvm::ArrayRef<std::string> knownConventions() {
 }
 
 llvm::ArrayRef<std::string> builtinFunctions() {
-  static const std::vector<std::string> names = {"len", "chars", "min", "max", "contains", "dtype", "count"};
+  static const std::vector<std::string> names = {"len", "chars", "min", "max", "contains", "dtype", "count", "ifelse"};
   return names;
 }
 
@@ -168,7 +168,8 @@ void Checker::check(const Rulebook &rb) {
 
   // A block no mapping uses has no scope to be checked in; say so instead.
   for (const auto &block : rb.blocks) {
-    if (block->used)
+    // Blocks of an included library are there to be picked from.
+    if (block->used || block->nameRange.begin.file != rb.nameRange.begin.file)
       continue;
     diags_.warning(block->nameRange, "block '" + block->name + "' is never used");
   }
