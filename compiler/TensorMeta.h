@@ -1,6 +1,7 @@
 // What the compiler knows of a tensor: its name, element type and shape. Never its bytes.
 #pragma once
 
+#include "compiler/quant/QuantType.h"
 #include "kernels/DType.h"
 
 #include "llvm/ADT/ArrayRef.h"
@@ -33,8 +34,12 @@ struct TensorMeta {
   std::string name;
   DType dtype = DType::F32;
   Shape shape;
+  /// A quantized weight is one logical tensor: `shape` is unpacked, `dtype` the data part's,
+  /// and the scales travel with it (compiler/quant/QuantType.h).
+  QuantType quant;
 
   int64_t numel() const { return numElements(shape); }
+  /// Bytes of a plain tensor; for a quantized one, of its data part as the dtype counts it.
   uint64_t byteSize() const { return uint64_t(numel()) * dtypeSize(dtype); }
 };
 

@@ -7,6 +7,7 @@ namespace ckptmap {
 using json = nlohmann::json;
 
 static constexpr std::pair<InstrOp, const char *> kInstrNames[] = {
+    {InstrOp::Quantize, "quantize"},   {InstrOp::Dequantize, "dequantize"},
     {InstrOp::Load, "load"},           {InstrOp::Store, "store"},         {InstrOp::Concat, "concat"},
     {InstrOp::Split, "split"},         {InstrOp::QkvFuse, "qkv_fuse"},    {InstrOp::QkvSplit, "qkv_split"},
     {InstrOp::Stack, "stack"},         {InstrOp::Unstack, "unstack"},     {InstrOp::Transpose, "transpose"},
@@ -35,6 +36,63 @@ static const char *sourceName(LoadSource s) {
   case LoadSource::Base: return "base";
   }
   return "input";
+}
+
+uint64_t ValueType::byteSize() const {
+  if (!quant.quantized())
+    return uint64_t(numElements(shape)) * dtypeSize(dtype);
+  auto parts = quantParts(quant, shape);
+  if (!parts) {
+    llvm::consumeError(parts.takeError());
+    return 0;
+  }
+  uint64_t total = 0;
+  for (const QuantPart &p : *parts)
+    total += uint64_t(numElements(p.shape)) * dtypeSize(p.dtype);
+  return total;
+}
+
+json quantToJson(const QuantType &q) {
+  json j{{"format", quantKindName(q.kind).str()}};
+  if (q.naming == QuantNaming::CompressedTensors)
+    j["naming"] = "compressed-tensors";
+  if (q.kind == QuantKind::Fp8Block)
+    j["scale_dtype"] = std::string(dtypeName(q.scaleDType));
+  if (q.inputScale)
+    j["input_scale"] = true;
+  if (!q.rowGroups.empty())
+    j["row_groups"] = q.rowGroups;
+  return j;
+}
+
+llvm::Expected<QuantType> quantFromJson(const json &j) {
+  auto fail = [](const std::string &m) { return llvm::createStringError(llvm::inconvertibleErrorCode(), m.c_str()); };
+  if (!j.is_object() || !j.contains("format") || !j["format"].is_string())
+    return fail("a quantized value needs {\"format\": ...}");
+  QuantType q;
+  auto kind = parseQuantKind(j["format"].get<std::string>());
+  if (!kind || *kind == QuantKind::None)
+    return fail("unknown quantization format '" + j["format"].get<std::string>() + "'");
+  q.kind = *kind;
+  if (j.value("naming", "modelopt") == "compressed-tensors")
+    q.naming = QuantNaming::CompressedTensors;
+  if (j.contains("scale_dtype")) {
+    auto dt = j["scale_dtype"].is_string() ? parseDType(j["scale_dtype"].get<std::string>()) : std::nullopt;
+    if (!dt)
+      return fail("bad scale_dtype");
+    q.scaleDType = *dt;
+  }
+  q.inputScale = j.value("input_scale", false);
+  if (j.contains("row_groups")) {
+    if (!j["row_groups"].is_array())
+      return fail("row_groups must be a list");
+    for (const json &g : j["row_groups"]) {
+      if (!g.is_number_integer() || g.get<int64_t>() <= 0)
+        return fail("row_groups entries must be positive integers");
+      q.rowGroups.push_back(g.get<int64_t>());
+    }
+  }
+  return q;
 }
 
 uint64_t Step::peakBytes() const {
@@ -82,6 +140,13 @@ static json metaToJson(const TensorMeta &t) {
   return json{{"name", t.name}, {"dtype", std::string(dtypeName(t.dtype))}, {"shape", std::vector<int64_t>(t.shape.begin(), t.shape.end())}};
 }
 
+static json valueToJson(const ValueType &v) {
+  json j = json::array({std::string(dtypeName(v.dtype)), std::vector<int64_t>(v.shape.begin(), v.shape.end())});
+  if (v.quant.quantized())
+    j.push_back(quantToJson(v.quant));
+  return j;
+}
+
 json planToJson(const Plan &plan) {
   json out;
   out["version"] = Plan::kVersion;
@@ -111,7 +176,7 @@ json planToJson(const Plan &plan) {
       step["lossless"] = false;
     json values = json::array();
     for (const ValueType &v : s.values)
-      values.push_back({std::string(dtypeName(v.dtype)), std::vector<int64_t>(v.shape.begin(), v.shape.end())});
+      values.push_back(valueToJson(v));
     step["values"] = values;
     json instrs = json::array();
     for (const Instr &i : s.instrs) {
@@ -126,13 +191,15 @@ json planToJson(const Plan &plan) {
         break;
       case InstrOp::Store:
       case InstrOp::Stash: j["tensor"] = i.tensor; break;
-      case InstrOp::Concat: j["dim"] = i.dim; break;
+      case InstrOp::Concat: j["dim"] = i.dim; if (i.requantize) j["requantize"] = true; break;
       case InstrOp::Split: j["dim"] = i.dim; j["sizes"] = i.sizes; break;
       case InstrOp::QkvFuse:
       case InstrOp::QkvSplit:
         j["heads"] = i.heads; j["groups"] = i.groups; j["head_dim"] = i.headDim;
         if (i.gate) j["gate"] = true;
+        if (i.requantize) j["requantize"] = true;
         break;
+      case InstrOp::Stack: if (i.requantize) j["requantize"] = true; break;
       case InstrOp::Transpose: j["perm"] = i.perm; break;
       case InstrOp::Affine: j["scale"] = i.scale; j["shift"] = i.shift; break;
       case InstrOp::Fill: j["value"] = i.value; break;
@@ -240,8 +307,8 @@ llvm::Expected<Plan> planFromJson(const json &j) {
     if (!sj.contains("values") || !sj["values"].is_array() || !sj.contains("instrs") || !sj["instrs"].is_array())
       return r.fail(where, "needs 'values' and 'instrs' lists");
     for (const json &v : sj["values"]) {
-      if (!v.is_array() || v.size() != 2 || !v[0].is_string() || !v[1].is_array())
-        return r.fail(where + ".values", "each value is [dtype, shape]");
+      if (!v.is_array() || (v.size() != 2 && v.size() != 3) || !v[0].is_string() || !v[1].is_array())
+        return r.fail(where + ".values", "each value is [dtype, shape] or [dtype, shape, quantization]");
       auto dt = parseDType(v[0].get<std::string>());
       if (!dt)
         return r.fail(where + ".values", "unknown dtype '" + v[0].get<std::string>() + "'");
@@ -251,6 +318,12 @@ llvm::Expected<Plan> planFromJson(const json &j) {
         if (!d.is_number_integer() || d.get<int64_t>() < 0)
           return r.fail(where + ".values", "shape entries must be non-negative integers");
         vt.shape.push_back(d.get<int64_t>());
+      }
+      if (v.size() == 3) {
+        auto q = quantFromJson(v[2]);
+        if (!q)
+          return r.fail(where + ".values", llvm::toString(q.takeError()));
+        vt.quant = std::move(*q);
       }
       step.values.push_back(std::move(vt));
     }
@@ -284,6 +357,7 @@ llvm::Expected<Plan> planFromJson(const json &j) {
       if (auto e = r.get(ij, "scale", instr.scale, iw, false)) return e;
       if (auto e = r.get(ij, "shift", instr.shift, iw, false)) return e;
       if (auto e = r.get(ij, "value", instr.value, iw, false)) return e;
+      if (auto e = r.get(ij, "requantize", instr.requantize, iw, false)) return e;
       step.instrs.push_back(std::move(instr));
     }
     plan.steps.push_back(std::move(step));

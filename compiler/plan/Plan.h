@@ -16,6 +16,8 @@
 namespace ckptmap {
 
 enum class InstrOp {
+  Quantize,  ///< in[0] (plain floats) -> the output value's quantized type
+  Dequantize, ///< in[0] (quantized) -> the output value's float dtype
   Load,      ///< read `tensor` from the input (or the stash, or the --hf-base checkpoint)
   Store,     ///< write value in[0] as output `tensor`
   Concat,    ///< join in[...] along `dim`
@@ -37,10 +39,14 @@ std::optional<InstrOp> parseInstrOp(llvm::StringRef name);
 
 enum class LoadSource { Input, Stash, Base };
 
+/// A value's type. A quantized value (a weight with its scales) has its logical, unpacked
+/// shape, its data part's dtype, and the parts described by `quant`.
 struct ValueType {
   DType dtype = DType::F32;
   Shape shape;
-  uint64_t byteSize() const { return uint64_t(numElements(shape)) * dtypeSize(dtype); }
+  QuantType quant;
+  /// Bytes the value occupies, every part counted.
+  uint64_t byteSize() const;
 };
 
 struct Instr {
@@ -57,6 +63,9 @@ struct Instr {
   std::vector<int64_t> perm;     ///< Transpose
   double scale = 1, shift = 0;   ///< Affine
   double value = 0;              ///< Fill
+  /// Concat, QkvFuse, Stack of quantized parts whose per-tensor scales differ: requantize
+  /// (lossy, reported) instead of failing.
+  bool requantize = false;
 };
 
 /// One rule instance's work: a small program in SSA form over values of known type.
@@ -103,6 +112,8 @@ struct Plan {
 };
 
 nlohmann::json planToJson(const Plan &plan);
+nlohmann::json quantToJson(const QuantType &q);
+llvm::Expected<QuantType> quantFromJson(const nlohmann::json &json);
 llvm::Expected<Plan> planFromJson(const nlohmann::json &json);
 
 /// "model.layers.10.x" sorts after "model.layers.9.x": digit runs compare as numbers.

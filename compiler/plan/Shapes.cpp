@@ -5,6 +5,8 @@
 namespace ckptmap {
 
 std::string formatType(const ValueType &t) {
+  if (t.quant.quantized())
+    return describe(t.quant) + " " + formatShape(t.shape);
   return std::string(dtypeName(t.dtype)) + " " + formatShape(t.shape);
 }
 
@@ -30,6 +32,69 @@ static llvm::Error sameExcept(const Instr &instr, llvm::ArrayRef<ValueType> in, 
 
 static int64_t qkvRowsPerHead(const Instr &instr) { return instr.gate ? 2 : 1; }
 
+// Quantized values: the op must move every part consistently. Blocks of elements sharing a
+// scale cannot be cut, and FP8 block grids of fused parts keep one grid per part.
+
+static bool anyQuantized(llvm::ArrayRef<ValueType> values) {
+  return llvm::any_of(values, [](const ValueType &v) { return v.quant.quantized(); });
+}
+
+/// Parts joined or compared must share a format (FP8 block grids may differ in rows).
+static llvm::Error sameQuant(const Instr &instr, llvm::ArrayRef<ValueType> in) {
+  for (const ValueType &v : in) {
+    QuantType a = v.quant, b = in[0].quant;
+    a.rowGroups.clear();
+    b.rowGroups.clear();
+    if (a != b)
+      return fail(instr, "parts are quantized differently: " + describe(in[0].quant) + " and " + describe(v.quant));
+  }
+  return llvm::Error::success();
+}
+
+/// The row groups of an FP8 block value ([rows] for one regular grid).
+static std::vector<int64_t> rowGroupsOf(const ValueType &v) {
+  if (!v.quant.rowGroups.empty())
+    return v.quant.rowGroups;
+  return {v.shape[v.shape.size() - 2]};
+}
+
+/// A grid whose groups are all multiples of 128 rows, but for the last, is one regular grid.
+static std::vector<int64_t> normalizeGroups(std::vector<int64_t> groups) {
+  for (size_t i = 0; i + 1 < groups.size(); ++i)
+    if (groups[i] % 128 != 0)
+      return groups;
+  return {};
+}
+
+/// Cuts FP8 block row groups at `sizes`; a cut must fall on a group boundary or on a 128-row
+/// block boundary within a group.
+static llvm::Expected<std::vector<std::vector<int64_t>>> cutRowGroups(const Instr &instr, std::vector<int64_t> groups,
+                                                                      llvm::ArrayRef<int64_t> sizes) {
+  std::vector<std::vector<int64_t>> out;
+  size_t g = 0;
+  int64_t usedInGroup = 0;
+  for (int64_t size : sizes) {
+    std::vector<int64_t> mine;
+    int64_t need = size;
+    while (need > 0 && g < groups.size()) {
+      int64_t left = groups[g] - usedInGroup;
+      int64_t take = std::min(left, need);
+      if (take < left && (usedInGroup + take) % 128 != 0)
+        return fail(instr, "cutting " + std::to_string(take) + " rows of a " + std::to_string(groups[g]) +
+                               "-row FP8 block group splits a 128x128 scale block");
+      mine.push_back(take);
+      need -= take;
+      usedInGroup += take;
+      if (usedInGroup == groups[g]) {
+        ++g;
+        usedInGroup = 0;
+      }
+    }
+    out.push_back(normalizeGroups(mine));
+  }
+  return out;
+}
+
 llvm::Expected<std::vector<ValueType>> inferOutputs(const Instr &instr, llvm::ArrayRef<ValueType> in,
                                                     llvm::ArrayRef<ValueType> declared) {
   auto arity = [&](size_t nin, size_t nout) -> llvm::Error {
@@ -37,7 +102,29 @@ llvm::Expected<std::vector<ValueType>> inferOutputs(const Instr &instr, llvm::Ar
       return fail(instr, "takes " + std::to_string(nin) + " inputs and gives " + std::to_string(nout) + " outputs");
     return llvm::Error::success();
   };
+  // Ops that look at elements one by one cannot see through a quantized encoding.
+  bool elementwise = instr.op == InstrOp::Transpose || instr.op == InstrOp::Reshape || instr.op == InstrOp::Cast ||
+                     instr.op == InstrOp::Affine || instr.op == InstrOp::Quantize;
+  if (elementwise && anyQuantized(in))
+    return fail(instr, "'" + formatType(in[0]) + "' is quantized; dequantize it first");
   switch (instr.op) {
+  case InstrOp::Quantize: {
+    if (auto e = arity(1, 1)) return e;
+    if (!declared[0].quant.quantized() || declared[0].shape != in[0].shape)
+      return fail(instr, "quantizes to a quantized value of the same shape");
+    if (in[0].dtype != DType::F32 && in[0].dtype != DType::BF16 && in[0].dtype != DType::F16)
+      return fail(instr, "quantizes F32, BF16 or F16, not " + formatType(in[0]));
+    auto parts = quantParts(declared[0].quant, declared[0].shape);
+    if (!parts)
+      return fail(instr, llvm::toString(parts.takeError()));
+    return std::vector<ValueType>{declared[0]};
+  }
+  case InstrOp::Dequantize:
+    if (auto e = arity(1, 1)) return e;
+    if (!in[0].quant.quantized() || declared[0].quant.quantized() || declared[0].shape != in[0].shape ||
+        (declared[0].dtype != DType::F32 && declared[0].dtype != DType::BF16 && declared[0].dtype != DType::F16))
+      return fail(instr, "dequantizes a quantized value to F32, BF16 or F16 of the same shape");
+    return std::vector<ValueType>{declared[0]};
   case InstrOp::Load:
     if (auto e = arity(0, 1)) return e;
     return std::vector<ValueType>(declared.begin(), declared.end());
@@ -64,6 +151,26 @@ llvm::Expected<std::vector<ValueType>> inferOutputs(const Instr &instr, llvm::Ar
     out.shape[instr.dim] = 0;
     for (const ValueType &v : in)
       out.shape[instr.dim] += v.shape[instr.dim];
+    if (anyQuantized(in)) {
+      if (auto e = sameQuant(instr, in)) return e;
+      const QuantType &q = in[0].quant;
+      int64_t rank = int64_t(out.shape.size()), group = q.groupCols();
+      if (instr.dim == rank - 1)
+        for (size_t i = 0; i + 1 < in.size(); ++i)
+          if (in[i].shape.back() % group != 0)
+            return fail(instr, "joining " + describe(q) + " parts along their columns needs each part's columns to be a multiple of " +
+                                   std::to_string(group) + ", not " + std::to_string(in[i].shape.back()));
+      if (q.kind == QuantKind::Fp8Block && instr.dim == rank - 2) {
+        std::vector<int64_t> groups;
+        for (const ValueType &v : in)
+          for (int64_t g : rowGroupsOf(v))
+            groups.push_back(g);
+        out.quant.rowGroups = normalizeGroups(groups);
+      } else if (q.kind == QuantKind::Fp8Block &&
+                 llvm::any_of(in, [&](const ValueType &v) { return v.quant.rowGroups != q.rowGroups; })) {
+        return fail(instr, "FP8 block parts with different row grids can only be joined along their rows");
+      }
+    }
     return std::vector<ValueType>{out};
   }
   case InstrOp::Split: {
@@ -81,6 +188,22 @@ llvm::Expected<std::vector<ValueType>> inferOutputs(const Instr &instr, llvm::Ar
       v.shape[instr.dim] = s;
       out.push_back(v);
     }
+    if (in[0].quant.quantized()) {
+      const QuantType &q = in[0].quant;
+      int64_t rank = int64_t(in[0].shape.size()), group = q.groupCols();
+      if (instr.dim == rank - 1)
+        for (size_t i = 0; i + 1 < instr.sizes.size(); ++i)
+          if (instr.sizes[i] % group != 0)
+            return fail(instr, "cutting " + describe(q) + " columns must keep blocks of " + std::to_string(group) +
+                                   " whole; a part of " + std::to_string(instr.sizes[i]) + " columns does not");
+      if (q.kind == QuantKind::Fp8Block && instr.dim == rank - 2) {
+        auto groups = cutRowGroups(instr, rowGroupsOf(in[0]), instr.sizes);
+        if (!groups)
+          return groups.takeError();
+        for (size_t i = 0; i < out.size(); ++i)
+          out[i].quant.rowGroups = (*groups)[i];
+      }
+    }
     return out;
   }
   case InstrOp::QkvFuse:
@@ -96,6 +219,13 @@ llvm::Expected<std::vector<ValueType>> inferOutputs(const Instr &instr, llvm::Ar
       v.shape[0] = rows;
       return v;
     };
+    if (anyQuantized(in)) {
+      if (auto e = sameQuant(instr, in)) return e;
+      if (in[0].quant.kind == QuantKind::Fp8Block &&
+          (instr.headDim % 128 != 0 || llvm::any_of(in, [](const ValueType &v) { return !v.quant.rowGroups.empty(); })))
+        return fail(instr, "FP8 block weights can be regrouped by heads only when a head is a multiple of 128 rows (head_dim " +
+                               std::to_string(instr.headDim) + ")");
+    }
     if (fuse) {
       if (in[0].shape.empty())
         return fail(instr, "q is a scalar");
@@ -115,6 +245,13 @@ llvm::Expected<std::vector<ValueType>> inferOutputs(const Instr &instr, llvm::Ar
     if (in.empty() || declared.size() != 1)
       return fail(instr, "takes parts and gives one output");
     if (auto e = sameExcept(instr, in, -1)) return e;
+    if (anyQuantized(in)) {
+      if (auto e = sameQuant(instr, in)) return e;
+      if (llvm::any_of(in, [&](const ValueType &v) { return v.quant.rowGroups != in[0].quant.rowGroups; }))
+        return fail(instr, "FP8 block parts with different row grids cannot be stacked");
+      if (in[0].shape.size() != 2)
+        return fail(instr, "only [rows, cols] quantized weights can be stacked, not " + formatType(in[0]));
+    }
     ValueType out = in[0];
     out.shape.insert(out.shape.begin(), int64_t(in.size()));
     return std::vector<ValueType>{out};
@@ -183,7 +320,8 @@ llvm::Error verifyPlanTypes(const Plan &plan) {
         return llvm::createStringError(llvm::inconvertibleErrorCode(), "plan step %s: %s", step.rule.c_str(),
                                        llvm::toString(out.takeError()).c_str());
       for (size_t i = 0; i < out->size(); ++i)
-        if ((*out)[i].dtype != declared[i].dtype || (*out)[i].shape != declared[i].shape)
+        if ((*out)[i].dtype != declared[i].dtype || (*out)[i].shape != declared[i].shape ||
+            (*out)[i].quant != declared[i].quant)
           return llvm::createStringError(llvm::inconvertibleErrorCode(), "plan step %s: %s gives %s, the plan says %s",
                                          step.rule.c_str(), instrOpName(instr.op).str().c_str(),
                                          formatType((*out)[i]).c_str(), formatType(declared[i]).c_str());
