@@ -27,6 +27,7 @@ struct TextOrigin {
   uint32_t file = 0;
   uint32_t line = 1;      ///< line of the text's first character
   uint32_t colOffset = 0; ///< added to columns on the first line
+  bool interpolation = false; ///< the text of a {...}, whose end is its closing brace
 };
 
 /// Turns ANTLR's syntax errors into diagnostics at the offending position.
@@ -34,23 +35,33 @@ class SyntaxErrorListener : public antlr4::BaseErrorListener {
 public:
   SyntaxErrorListener(DiagnosticEngine &diags, TextOrigin origin) : diags_(diags), origin_(origin) {}
 
-  void syntaxError(antlr4::Recognizer *, antlr4::Token *offending, size_t line, size_t col,
+  void syntaxError(antlr4::Recognizer *recognizer, antlr4::Token *offending, size_t line, size_t col,
                    const std::string &msg, std::exception_ptr) override {
     ++count;
-    SourceRange range;
-    range.begin.file = origin_.file;
-    range.begin.line = origin_.line + uint32_t(line) - 1;
-    range.begin.col = uint32_t(col) + 1 + (line == 1 ? origin_.colOffset : 0);
+    SourceRange range = rangeAt(line, col);
     std::string message = msg;
+    antlr4::Token *unclosed = nullptr;
     if (offending) {
       std::string text = offending->getText();
       range.length = std::max<uint32_t>(1, uint32_t(text.size()));
-      if (offending->getType() == RulesLexer::BAD_CHAR)
+      if (offending->getType() == RulesLexer::BAD_CHAR) {
         message = "invalid character '" + text + "'";
-      else if (offending->getType() == antlr4::Token::EOF)
+      } else if (offending->getType() == antlr4::Token::EOF) {
+        // ANTLR says "extraneous input '<EOF>'"; say what ran out instead.
         range.length = 1;
+        if (origin_.interpolation) {
+          message = "incomplete expression before '}'";
+        } else {
+          unclosed = unclosedBrace(recognizer);
+          message = unclosed ? "unexpected end of file: a '{' is not closed" : "unexpected end of file";
+        }
+      }
     }
     Diagnostic &diag = diags_.error(range, "syntax error: " + shorten(message));
+    if (unclosed) {
+      SourceRange open = rangeAt(unclosed->getLine(), unclosed->getCharPositionInLine());
+      diag.note("the '{' opened here", open);
+    }
     if (offending && offending->getType() == RulesLexer::IDENT) {
       std::string keyword = closestMatch(offending->getText(), keywords());
       if (!keyword.empty() && keyword != offending->getText())
@@ -61,6 +72,32 @@ public:
   unsigned count = 0;
 
 private:
+  /// ANTLR's 1-based line and 0-based column, as a position in the rulebook file.
+  SourceRange rangeAt(size_t line, size_t col) const {
+    SourceRange range;
+    range.begin.file = origin_.file;
+    range.begin.line = origin_.line + uint32_t(line) - 1;
+    range.begin.col = uint32_t(col) + 1 + (line == 1 ? origin_.colOffset : 0);
+    return range;
+  }
+
+  /// The last '{' of the parsed text that no '}' closes, if any.
+  static antlr4::Token *unclosedBrace(antlr4::Recognizer *recognizer) {
+    auto *parser = dynamic_cast<antlr4::Parser *>(recognizer);
+    if (!parser)
+      return nullptr;
+    antlr4::TokenStream *tokens = parser->getTokenStream();
+    std::vector<antlr4::Token *> open;
+    for (size_t i = 0; i < tokens->size(); ++i) {
+      antlr4::Token *t = tokens->get(i);
+      if (t->getText() == "{")
+        open.push_back(t);
+      else if (t->getText() == "}" && !open.empty())
+        open.pop_back();
+    }
+    return open.empty() ? nullptr : open.back();
+  }
+
   // ANTLR lists every token it could have accepted; past a handful that is noise.
   static std::string shorten(const std::string &msg) {
     size_t open = msg.find(" expecting {");
@@ -495,7 +532,7 @@ std::unique_ptr<StringExpr> Transformer::transformString(antlr4::Token *token) {
       continue;
     }
     // The interpolation is parsed on its own, its positions mapped back into this string.
-    TextOrigin innerOrigin{origin_.file, line, columns[open] + 1 + lineColOffset};
+    TextOrigin innerOrigin{origin_.file, line, columns[open] + 1 + lineColOffset, /*interpolation=*/true};
     antlr4::ANTLRInputStream input(inner);
     RulesLexer lexer(&input);
     SyntaxErrorListener listener(diags_, innerOrigin);
