@@ -10,6 +10,8 @@
 #include "llvm/Support/Path.h"
 
 #include <cassert>
+#include <cctype>
+#include <cstring>
 #include <cerrno>
 #include <optional>
 #include <cstdlib>
@@ -98,8 +100,22 @@ private:
     return open.empty() ? nullptr : open.back();
   }
 
-  // ANTLR lists every token it could have accepted; past a handful that is noise.
-  static std::string shorten(const std::string &msg) {
+  // ANTLR lists every token it could have accepted; past a handful that is noise. Token
+  // kinds are grammar names ("missing IDENT at '='"); say them in words.
+  static std::string shorten(std::string msg) {
+    static const std::pair<const char *, const char *> words[] = {
+        {"IDENT", "name"}, {"STRING", "string"}, {"INT", "integer"}, {"FLOAT", "number"}};
+    for (auto [kind, word] : words) {
+      for (size_t at = msg.find(kind); at != std::string::npos; at = msg.find(kind, at + 1)) {
+        size_t end = at + std::strlen(kind);
+        bool whole = (at == 0 || !std::isalnum((unsigned char)msg[at - 1])) &&
+                     (end == msg.size() || !std::isalnum((unsigned char)msg[end]));
+        // Quoted text is the rulebook's own and stays as written.
+        bool quoted = std::count(msg.begin(), msg.begin() + at, '\'') % 2 == 1;
+        if (whole && !quoted)
+          msg.replace(at, end - at, word);
+      }
+    }
     size_t open = msg.find(" expecting {");
     if (open == std::string::npos)
       return msg;
