@@ -68,6 +68,15 @@ public:
       std::string keyword = closestMatch(offending->getText(), keywords());
       if (!keyword.empty() && keyword != offending->getText())
         diag.note("did you mean '" + keyword + "'?");
+    } else if (antlr4::Token *word = lineStartBefore(recognizer, offending)) {
+      // `scoep "a." = "b." {`: the misspelt keyword parses as a name and the error comes a
+      // token later; point back at the word.
+      std::string keyword = closestMatch(word->getText(), keywords());
+      if (!keyword.empty() && keyword != word->getText()) {
+        SourceRange at = rangeAt(word->getLine(), word->getCharPositionInLine());
+        at.length = uint32_t(word->getText().size());
+        diag.note("did you mean '" + keyword + "'?", at);
+      }
     }
   }
 
@@ -81,6 +90,22 @@ private:
     range.begin.line = origin_.line + uint32_t(line) - 1;
     range.begin.col = uint32_t(col) + 1 + (line == 1 ? origin_.colOffset : 0);
     return range;
+  }
+
+  /// The name just before `offending` when it is the first token of its line, which is
+  /// where a statement's keyword goes.
+  static antlr4::Token *lineStartBefore(antlr4::Recognizer *recognizer, antlr4::Token *offending) {
+    auto *parser = dynamic_cast<antlr4::Parser *>(recognizer);
+    if (!parser || !offending || offending->getType() == antlr4::Token::EOF || offending->getTokenIndex() == 0)
+      return nullptr;
+    antlr4::TokenStream *tokens = parser->getTokenStream();
+    size_t index = offending->getTokenIndex() - 1;
+    antlr4::Token *word = tokens->get(index);
+    if (word->getType() != RulesLexer::IDENT || word->getLine() != offending->getLine())
+      return nullptr;
+    if (index > 0 && tokens->get(index - 1)->getLine() == word->getLine())
+      return nullptr;
+    return word;
   }
 
   /// The last '{' of the parsed text that no '}' closes, if any.
