@@ -47,7 +47,8 @@ public:
       std::string text = offending->getText();
       range.length = std::max<uint32_t>(1, uint32_t(text.size()));
       if (offending->getType() == RulesLexer::BAD_CHAR) {
-        message = "invalid character '" + text + "'";
+        // A string literal ends on its line; a '"' left over starts one that never ends.
+        message = text == "\"" ? "unterminated string" : "invalid character '" + text + "'";
       } else if (offending->getType() == antlr4::Token::EOF) {
         // ANTLR says "extraneous input '<EOF>'"; say what ran out instead.
         range.length = 1;
