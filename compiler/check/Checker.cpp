@@ -6,6 +6,7 @@
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
 
+#include <map>
 #include <set>
 #include <tuple>
 
@@ -147,7 +148,7 @@ void Checker::check(const Rulebook &rb) {
 
   if (rb.mappings.empty() && !rb.name.empty())
     error(rb.nameRange, "rulebook '" + rb.name + "' has no mapping (mapping mcore <-> hf { ... })");
-  std::set<std::pair<std::string, std::string>> pairs;
+  std::map<std::pair<std::string, std::string>, SourceRange> pairs;
   for (const auto &mapping : rb.mappings) {
     for (auto [conv, range] : {std::pair(mapping->left, mapping->leftRange), std::pair(mapping->right, mapping->rightRange)}) {
       if (!llvm::is_contained(knownConventions(), conv)) {
@@ -160,8 +161,11 @@ void Checker::check(const Rulebook &rb) {
     if (mapping->left == mapping->right)
       error(mapping->range, "a mapping must relate two different conventions");
     auto key = std::minmax(mapping->left, mapping->right);
-    if (!pairs.insert(key).second)
-      error(mapping->range, "a mapping between " + mapping->left + " and " + mapping->right + " is already defined");
+    auto [previous, inserted] = pairs.try_emplace(key, mapping->range);
+    if (!inserted)
+      if (Diagnostic *d = error(mapping->range, "a mapping between " + mapping->left + " and " + mapping->right +
+                                                    " is already defined"))
+        d->note("previous definition is here", previous->second);
     Scope scope{&globals, {}};
     checkStatements(mapping->body, scope);
   }
