@@ -171,14 +171,16 @@ void Checker::check(const Rulebook &rb) {
   }
 
   // A block no mapping uses has no scope to be checked in; say so instead.
+  // A second definition of a name, or a parameter named like a built-in, is already an error;
+  // saying it is also unused adds nothing.
   for (const auto &block : rb.blocks) {
     // Blocks of an included library are there to be picked from.
-    if (block->used || block->nameRange.begin.file != rb.nameRange.begin.file)
+    if (block->used || block->nameRange.begin.file != rb.nameRange.begin.file || rb.findBlock(block->name) != block.get())
       continue;
     diags_.warning(block->nameRange, "block '" + block->name + "' is never used");
   }
   for (const auto &param : rb.params)
-    if (!usedNames_.count(param->name))
+    if (!usedNames_.count(param->name) && !llvm::is_contained(builtinNames(), param->name))
       diags_.warning(param->nameRange, "parameter '" + param->name + "' is never used");
 }
 
