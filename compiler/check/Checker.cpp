@@ -258,8 +258,15 @@ void Checker::checkStatement(const Stmt &stmt, Scope &scope) {
     }
     use.target = block;
     block->used = true;
-    if (llvm::is_contained(blockStack_, block)) {
-      if (Diagnostic *d = error(use.range(), "block '" + use.name + "' uses itself"))
+    if (auto cycle = llvm::find(blockStack_, block); cycle != blockStack_.end()) {
+      // Through other blocks, the path matters: "layer -> mlp -> layer".
+      std::string path;
+      for (auto it = cycle; it != blockStack_.end(); ++it)
+        path += (*it)->name + " -> ";
+      std::string message = "block '" + use.name + "' uses itself";
+      if (cycle + 1 != blockStack_.end())
+        message += " (" + path + use.name + ")";
+      if (Diagnostic *d = error(use.range(), message))
         d->note("block '" + block->name + "' is defined here", block->nameRange);
       break;
     }
