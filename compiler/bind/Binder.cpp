@@ -458,7 +458,9 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
   auto describeAttempts = [&](Diagnostic &d) {
     for (const Attempt &a : attempts) {
       if (a.sink.missing.empty()) {
-        d.note("variant '" + a.variant->name + "' matches (" + std::to_string(a.sources.size()) + " tensors)", a.variant->nameRange);
+        d.note("variant '" + a.variant->name + "' matches (" + std::to_string(a.sources.size()) +
+                   (a.sources.size() == 1 ? " tensor)" : " tensors)"),
+               a.variant->nameRange);
         continue;
       }
       std::string text = "variant '" + a.variant->name + "' needs '" + a.sink.missing.front().first + "', which the checkpoint does not have";
