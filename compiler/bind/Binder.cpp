@@ -427,6 +427,8 @@ bool Binder::bindDrop(const DropStmt &drop, Env &env, const Context &ctx, Sink &
 
 bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, Sink &sink) {
   std::string where = ctx.leftPrefix + " = " + ctx.rightPrefix;
+  // Messages name the place by its scope prefixes; outside any scope the position says it all.
+  std::string place = ctx.leftPrefix.empty() && ctx.rightPrefix.empty() ? "" : " at '" + where + "'";
   struct Attempt {
     const Variant *variant;
     Sink sink;
@@ -484,7 +486,7 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
         }
       return true;
     }
-    Diagnostic &d = diags_.error(choose.nameRange, "no variant of '" + choose.name + "' matches the checkpoint at '" + where + "'");
+    Diagnostic &d = diags_.error(choose.nameRange, "no variant of '" + choose.name + "' matches the checkpoint" + place);
     describeAttempts(d);
     return false;
   }
@@ -508,7 +510,7 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
       chosen = maximal.front();
       reason = "matches the most tensors";
     } else if (!sameSources) {
-      Diagnostic &d = diags_.error(choose.nameRange, "the checkpoint matches several variants of '" + choose.name + "' at '" + where + "'");
+      Diagnostic &d = diags_.error(choose.nameRange, "the checkpoint matches several variants of '" + choose.name + "'" + place);
       describeAttempts(d);
       return false;
     } else {
