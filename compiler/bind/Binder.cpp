@@ -84,6 +84,7 @@ private:
   std::optional<BoundTerm> bindTerm(const Term &term, const Env &env, llvm::StringRef prefix);
   std::optional<Value> bindParam(const OpParam &param, const Expr &expr, const Env &env);
   void addInstance(BoundRule rule, const Stmt &stmt, Sink &sink);
+  std::string valuesOf(const Expr &expr, const Env &env) const;
 
   /// Reports an evaluation error; false so callers can `return report(...)`.
   bool report(llvm::Error err);
@@ -106,6 +107,29 @@ bool Binder::report(llvm::Error err) {
       std::move(err), [&](const EvalError &e) { diags_.error(e.range, e.message); },
       [&](const llvm::ErrorInfoBase &e) { diags_.error({}, e.message()); });
   return false;
+}
+
+static void collectNames(const Expr &expr, std::vector<const Expr *> &out);
+
+/// "nv = 4, dk = 8": the values of the names an expression uses, so that a size the
+/// planner finds wrong can say where it came from.
+std::string Binder::valuesOf(const Expr &expr, const Env &env) const {
+  std::vector<const Expr *> names;
+  collectNames(expr, names);
+  std::string values;
+  for (const Expr *e : names) {
+    std::string name;
+    llvm::raw_string_ostream ns(name);
+    dump(*e, ns);
+    auto value = eval_.eval(*e, env);
+    if (!value) {
+      llvm::consumeError(value.takeError());
+      continue;
+    }
+    if (values.find(ns.str() + " = ") == std::string::npos)
+      values += (values.empty() ? "" : ", ") + ns.str() + " = " + formatValue(*value);
+  }
+  return values;
 }
 
 std::optional<NameTemplate> Binder::bindPattern(const StringExpr &pattern, const Env &env, llvm::StringRef prefix) {
@@ -202,14 +226,20 @@ std::optional<BoundTerm> Binder::bindTerm(const Term &term, const Env &env, llvm
       if (!bound)
         return false;
       std::optional<int64_t> size;
+      SourceRange sizeRange;
+      std::string sizeValues;
       if (operand.size) {
         auto s = eval_.evalInt(*operand.size, scope);
         if (!s)
           return report(s.takeError());
         size = *s;
+        sizeRange = operand.size->range();
+        sizeValues = valuesOf(*operand.size, scope);
       }
       out.operands.push_back(std::move(*bound));
       out.sizes.push_back(size);
+      out.sizeRanges.push_back(sizeRange);
+      out.sizeValues.push_back(std::move(sizeValues));
     }
     return true;
   };

@@ -161,11 +161,15 @@ std::optional<uint32_t> Planner::fuse(StepBuilder &b, const BoundTerm &term) {
       const ValueType &t = b.type(parts[i]);
       if (!term.sizes[i] || instr.dim < 0 || instr.dim >= int64_t(t.shape.size()))
         continue;
-      // A stated size is a claim about the tensor: check it rather than trust it.
+      // A stated size is a claim about the tensor: check it rather than trust it. The error
+      // points at the size and shows what it was computed from (usually config values).
       if (t.shape[instr.dim] != *term.sizes[i]) {
-        diags_.error(term.range, "concat: '" + b.label(parts[i]) + "' has " + std::to_string(t.shape[instr.dim]) +
-                                     " along dim " + std::to_string(instr.dim) + " but the rule states " +
-                                     std::to_string(*term.sizes[i]));
+        SourceRange at = i < term.sizeRanges.size() && term.sizeRanges[i].valid() ? term.sizeRanges[i] : term.range;
+        Diagnostic &d = diags_.error(at, "concat: '" + b.label(parts[i]) + "' has " + std::to_string(t.shape[instr.dim]) +
+                                             " along dim " + std::to_string(instr.dim) + " but the rule states " +
+                                             std::to_string(*term.sizes[i]));
+        if (i < term.sizeValues.size() && !term.sizeValues[i].empty())
+          d.note("with " + term.sizeValues[i]);
         ok_ = false;
         return std::nullopt;
       }
