@@ -100,6 +100,9 @@ private:
   std::vector<std::string> sourceNames_;
   llvm::StringSet<> sourceSet_;
   unsigned probeDepth_ = 0; ///< inside a variant being tried
+  /// Rules with captures that matched nothing, with the pattern at each place: one warning
+  /// per rule, however many loop iterations or uses it has.
+  std::vector<std::pair<const RuleStmt *, std::vector<std::string>>> unmatched_;
 };
 
 bool Binder::report(llvm::Error err) {
@@ -340,8 +343,12 @@ bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &
       continue;
     addInstance(std::move(instance), stmt, sink);
   }
-  if (matches == 0 && probeDepth_ == 0)
-    diags_.warning(stmt.range(), "rule matches no tensor of the checkpoint (" + first.display() + ")");
+  if (matches == 0 && probeDepth_ == 0) {
+    auto it = llvm::find_if(unmatched_, [&](const auto &u) { return u.first == &stmt; });
+    if (it == unmatched_.end())
+      it = unmatched_.insert(unmatched_.end(), {&stmt, {}});
+    it->second.push_back(first.display());
+  }
   return true;
 }
 
@@ -824,6 +831,9 @@ std::optional<Binding> Binder::run() {
   Sink sink;
   Env scope(&globals);
   ok = bindStatements(mapping_->body, scope, {}, sink);
+  for (const auto &[stmt, patterns] : unmatched_)
+    diags_.warning(stmt->range(), "rule matches no tensor of the checkpoint (" + patterns.front() +
+                                      (patterns.size() > 1 ? " and " + std::to_string(patterns.size() - 1) + " more" : "") + ")");
 
   // `otherwise` and `keep`: a source tensor no rule consumed takes the first fallback
   // rename that matches it.
