@@ -547,3 +547,111 @@ mapping mcore <-> hf {
 1 warning generated.
 )d");
 }
+
+TEST_CASE("warning: a rule that matches nothing in many places warns once") {
+  CHECK_DIAGS(compileDiagnostics(R"(rulebook demo { model_types "demo" }
+mapping mcore <-> hf {
+  for L in 0 .. 3 {
+    scope "decoder.layers.{L}." = "model.layers.{L}." {
+      "norm.weight" = "norm.weight"
+      "experts.{E}.w" = "mlp.experts.{E}.w"
+    }
+  }
+}
+)",
+                                 config(R"({"model_type": "demo"})"),
+                                 {T("model.layers.0.norm.weight", {2}), T("model.layers.1.norm.weight", {2}),
+                                  T("model.layers.2.norm.weight", {2})},
+                                 direction("hf", "mcore")),
+              R"d(test.rules:6:7: warning: rule matches no tensor of the checkpoint (model.layers.0.mlp.experts.{E}.w and 2 more)
+    6 |       "experts.{E}.w" = "mlp.experts.{E}.w"
+      |       ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+1 warning generated.
+)d");
+}
+
+namespace {
+
+const char *kChoices = R"(rulebook demo { model_types "demo" }
+mapping mcore <-> hf {
+  for L in 0 .. 2 {
+    scope "decoder.layers.{L}." = "model.layers.{L}." {
+      choose norms {
+        variant separate { "input_layernorm.weight" = "input_layernorm.weight" }
+        variant fused { "linear_qkv.layer_norm_weight" = "input_layernorm.weight" }
+      }
+      choose experts {
+        variant one { "experts.w0" = "experts.0.w" }
+        variant both { "experts.w0" = "experts.0.w"  "experts.w1" = "experts.1.w" }
+      }
+    }
+  }
+}
+)";
+
+/// "choice@where=variant (reason)" for every choice a compile made.
+std::string choices(const std::vector<TensorMeta> &header, BindOptions options) {
+  Session s;
+  REQUIRE(s.check(kChoices));
+  auto plan = s.compile(config(R"({"model_type": "demo"})"), header, std::move(options));
+  REQUIRE_MESSAGE(plan, s.render());
+  std::string out;
+  for (const ChoiceRecord &c : plan->choices)
+    out += c.choice + "@" + c.where + "=" + c.variant + " (" + c.reason + ")\n";
+  return out;
+}
+
+std::vector<TensorMeta> layers(int experts) {
+  std::vector<TensorMeta> h;
+  for (int L = 0; L < 2; ++L) {
+    std::string p = "model.layers." + std::to_string(L) + ".";
+    h.push_back(T(p + "input_layernorm.weight", {4}));
+    for (int e = 0; e < experts; ++e)
+      h.push_back(T(p + "experts." + std::to_string(e) + ".w", {4}));
+  }
+  return h;
+}
+
+} // namespace
+
+TEST_CASE("bind: how a choice is made") {
+  SUBCASE("the source decides: only one variant matches, or one consumes more") {
+    CHECK(choices(layers(1), direction("hf", "mcore")) ==
+          "norms@decoder.layers.0. = model.layers.0.=separate (default (listed first))\n"
+          "experts@decoder.layers.0. = model.layers.0.=one (the only variant the checkpoint matches)\n"
+          "norms@decoder.layers.1. = model.layers.1.=separate (default (listed first))\n"
+          "experts@decoder.layers.1. = model.layers.1.=one (the only variant the checkpoint matches)\n");
+    CHECK(choices(layers(2), direction("hf", "mcore")) ==
+          "norms@decoder.layers.0. = model.layers.0.=separate (default (listed first))\n"
+          "experts@decoder.layers.0. = model.layers.0.=both (matches the most tensors)\n"
+          "norms@decoder.layers.1. = model.layers.1.=separate (default (listed first))\n"
+          "experts@decoder.layers.1. = model.layers.1.=both (matches the most tensors)\n");
+  }
+  SUBCASE("--variant decides where the source does not, and only there") {
+    BindOptions o = direction("hf", "mcore");
+    o.variants["norms"] = "fused";
+    o.variants["experts"] = "one";
+    CHECK(choices(layers(2), o) ==
+          "norms@decoder.layers.0. = model.layers.0.=fused (--variant norms=fused)\n"
+          "experts@decoder.layers.0. = model.layers.0.=both (matches the most tensors)\n"
+          "norms@decoder.layers.1. = model.layers.1.=fused (--variant norms=fused)\n"
+          "experts@decoder.layers.1. = model.layers.1.=both (matches the most tensors)\n");
+  }
+  SUBCASE("a recorded choice, at its place first, else anywhere") {
+    BindOptions o = direction("hf", "mcore");
+    o.recorded.push_back(ChoiceRecord{"norms", "decoder.layers.7. = model.layers.7.", "separate", "", {}});
+    o.recorded.push_back(ChoiceRecord{"norms", "decoder.layers.1. = model.layers.1.", "fused", "", {}});
+    CHECK(choices(layers(1), o) ==
+          "norms@decoder.layers.0. = model.layers.0.=separate (recorded by the run that wrote the input)\n"
+          "experts@decoder.layers.0. = model.layers.0.=one (the only variant the checkpoint matches)\n"
+          "norms@decoder.layers.1. = model.layers.1.=fused (recorded by the run that wrote the input)\n"
+          "experts@decoder.layers.1. = model.layers.1.=one (the only variant the checkpoint matches)\n");
+    // --variant outranks what was recorded.
+    o.variants["norms"] = "separate";
+    CHECK(choices(layers(1), o) ==
+          "norms@decoder.layers.0. = model.layers.0.=separate (--variant norms=separate)\n"
+          "experts@decoder.layers.0. = model.layers.0.=one (the only variant the checkpoint matches)\n"
+          "norms@decoder.layers.1. = model.layers.1.=separate (--variant norms=separate)\n"
+          "experts@decoder.layers.1. = model.layers.1.=one (the only variant the checkpoint matches)\n");
+  }
+}
