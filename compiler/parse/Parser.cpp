@@ -127,8 +127,16 @@ private:
   }
 
   // ANTLR lists every token it could have accepted; past a handful that is noise. Token
-  // kinds are grammar names ("missing IDENT at '='"); say them in words.
+  // kinds are grammar names ("missing IDENT at '='"); say them in words. Whether a token is
+  // "extraneous" or "mismatched" is the parser's business; to the reader it is unexpected.
   static std::string shorten(std::string msg) {
+    for (const char *jargon : {"extraneous input ", "mismatched input "}) {
+      if (!llvm::StringRef(msg).startswith(jargon))
+        continue;
+      msg = "unexpected " + msg.substr(std::strlen(jargon));
+      if (size_t at = msg.rfind("' expecting "); at != std::string::npos)
+        msg.insert(at + 1, ",");
+    }
     static const std::pair<const char *, const char *> words[] = {
         {"IDENT", "name"}, {"STRING", "string"}, {"INT", "integer"}, {"FLOAT", "number"}};
     for (auto [kind, word] : words) {
@@ -149,7 +157,7 @@ private:
     std::string set = msg.substr(open + 12, close - open - 12);
     if (std::count(set.begin(), set.end(), ',') < 6)
       return msg;
-    return msg.substr(0, open);
+    return msg.substr(0, open > 0 && msg[open - 1] == ',' ? open - 1 : open);
   }
 
   static const std::vector<std::string> &keywords() {
