@@ -47,7 +47,7 @@ TEST_CASE("include: a cycle of includes") {
 }
 
 TEST_CASE("include: a syntax error in an included file") {
-  CHECK_DIAGS(loadDiagnostics("includes_syntax_error.rules"), R"d(lib/syntax_error.rules:2:9: error: syntax error: extraneous input '='
+  CHECK_DIAGS(loadDiagnostics("includes_syntax_error.rules"), R"d(lib/syntax_error.rules:2:9: error: syntax error: unexpected '='
     2 |   "x" = = "y"
       |         ^
 1 error generated.
@@ -55,7 +55,7 @@ TEST_CASE("include: a syntax error in an included file") {
 }
 
 TEST_CASE("include: a file with syntax errors does not read its includes") {
-  CHECK_DIAGS(loadDiagnostics("has_syntax_error.rules"), R"d(has_syntax_error.rules:4:30: error: syntax error: extraneous input '='
+  CHECK_DIAGS(loadDiagnostics("has_syntax_error.rules"), R"d(has_syntax_error.rules:4:30: error: syntax error: unexpected '='
     4 | mapping mcore <-> hf { "a" = = "b" }
       |                              ^
 1 error generated.

@@ -48,7 +48,7 @@ mappin mcore <-> hf {
   "a.weight" = "b.weight"
 }
 )"),
-              R"d(test.rules:2:1: error: syntax error: mismatched input 'mappin' expecting {<EOF>, 'include', 'block', 'mapping', 'param', 'assert'}
+              R"d(test.rules:2:1: error: syntax error: unexpected 'mappin', expecting {<EOF>, 'include', 'block', 'mapping', 'param', 'assert'}
     2 | mappin mcore <-> hf {
       | ^~~~~~
 note: did you mean 'mapping'?
@@ -66,16 +66,16 @@ mapping mcore <-> hf {
   }
 }
 )"),
-              R"d(test.rules:4:11: error: syntax error: extraneous input '"decoder.layers.{L}."' expecting '='
+              R"d(test.rules:4:11: error: syntax error: unexpected '"decoder.layers.{L}."', expecting '='
     4 |     scoep "decoder.layers.{L}." = "model.layers.{L}." {
       |           ^~~~~~~~~~~~~~~~~~~~~
 test.rules:4:5: note: did you mean 'scope'?
     4 |     scoep "decoder.layers.{L}." = "model.layers.{L}." {
       |     ^~~~~
-test.rules:4:55: error: syntax error: extraneous input '{'
+test.rules:4:55: error: syntax error: unexpected '{'
     4 |     scoep "decoder.layers.{L}." = "model.layers.{L}." {
       |                                                       ^
-test.rules:8:1: error: syntax error: extraneous input '}' expecting {<EOF>, 'include', 'block', 'mapping', 'param', 'assert'}
+test.rules:8:1: error: syntax error: unexpected '}', expecting {<EOF>, 'include', 'block', 'mapping', 'param', 'assert'}
     8 | }
       | ^
 3 errors generated.
@@ -88,7 +88,7 @@ TEST_CASE("syntax: misspelt header field") {
 }
 mapping mcore <-> hf { "a" = "b" }
 )"),
-              R"d(test.rules:2:3: error: syntax error: mismatched input 'model_type' expecting {'}', 'model_types', 'description'}
+              R"d(test.rules:2:3: error: syntax error: unexpected 'model_type', expecting {'}', 'model_types', 'description'}
     2 |   model_type "demo"
       |   ^~~~~~~~~~
 note: did you mean 'model_types'?
@@ -181,13 +181,13 @@ mapping mcore <-> hf {
   "x" = = "y"
 }
 )"),
-              R"d(test.rules:3:1: error: syntax error: extraneous input 'param'
+              R"d(test.rules:3:1: error: syntax error: unexpected 'param'
     3 | param b = 2
       | ^~~~~
-test.rules:3:9: error: syntax error: extraneous input '=' expecting {<EOF>, 'include', 'block', 'mapping', 'param', 'assert'}
+test.rules:3:9: error: syntax error: unexpected '=', expecting {<EOF>, 'include', 'block', 'mapping', 'param', 'assert'}
     3 | param b = 2
       |         ^
-test.rules:5:9: error: syntax error: extraneous input '='
+test.rules:5:9: error: syntax error: unexpected '='
     5 |   "x" = = "y"
       |         ^
 3 errors generated.
