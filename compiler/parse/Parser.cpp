@@ -652,7 +652,9 @@ void parseWithIncludes(uint32_t file, SourceManager &sources, DiagnosticEngine &
       }
       auto loaded = sources.load(resolved);
       if (!loaded) {
-        diags.error(inc.range, "cannot include '" + inc.path + "': " + llvm::toString(loaded.takeError()));
+        // "cannot include 'common/moe.rules': rulebooks/common/moe.rules: No such file or directory"
+        std::error_code ec = llvm::errorToErrorCode(loaded.takeError());
+        diags.error(inc.range, "cannot include '" + inc.path + "': " + resolved + ": " + ec.message());
         continue;
       }
       parseWithIncludes(*loaded, sources, diags, out, false, active);
