@@ -63,7 +63,7 @@ TEST_CASE("include: a file with syntax errors does not read its includes") {
 }
 
 TEST_CASE("include: a file that does not exist") {
-  CHECK_DIAGS(loadDiagnostics("includes_missing.rules"), R"d(includes_missing.rules:2:9: error: cannot include 'lib/no_such_file.rules': cannot read rulebook 'lib/no_such_file.rules': No such file or directory
+  CHECK_DIAGS(loadDiagnostics("includes_missing.rules"), R"d(includes_missing.rules:2:9: error: cannot include 'lib/no_such_file.rules': lib/no_such_file.rules: No such file or directory
     2 | include "lib/no_such_file.rules"
       |         ^~~~~~~~~~~~~~~~~~~~~~~~
 1 error generated.

@@ -230,7 +230,7 @@ TEST_CASE("syntax: an include that cannot be read") {
 include "no/such/file.rules"
 mapping mcore <-> hf { "a" = "b" }
 )"),
-              R"d(test.rules:2:9: error: cannot include 'no/such/file.rules': cannot read rulebook 'no/such/file.rules': No such file or directory
+              R"d(test.rules:2:9: error: cannot include 'no/such/file.rules': no/such/file.rules: No such file or directory
     2 | include "no/such/file.rules"
       |         ^~~~~~~~~~~~~~~~~~~~
 1 error generated.
