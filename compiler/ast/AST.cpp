@@ -1,5 +1,8 @@
 #include "compiler/ast/AST.h"
 
+#include <charconv>
+#include <string>
+
 namespace ckptmap::ast {
 
 llvm::StringRef spelling(BinaryOp op) {
@@ -52,7 +55,16 @@ void dump(const Expr &expr, llvm::raw_ostream &os) {
   using llvm::cast;
   switch (expr.kind()) {
   case Expr::Kind::Int: os << cast<IntExpr>(expr).value; break;
-  case Expr::Kind::Float: os << cast<FloatExpr>(expr).value; break;
+  case Expr::Kind::Float: {
+    // The shortest text that reads back as the same double, and still reads as a float.
+    char buf[32];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, cast<FloatExpr>(expr).value);
+    std::string text(buf, ec == std::errc() ? end : buf);
+    if (text.find_first_of(".en") == std::string::npos)
+      text += ".0";
+    os << text;
+    break;
+  }
   case Expr::Kind::Bool: os << (cast<BoolExpr>(expr).value ? "true" : "false"); break;
   case Expr::Kind::Null: os << "null"; break;
   case Expr::Kind::String: dumpString(cast<StringExpr>(expr), os); break;
