@@ -19,6 +19,7 @@ param dense  = config.first_k_dense_replace ?? 0   "layers below this are dense"
 param kinds  = config.layers_block_type ?? chars(config.hybrid_override_pattern)
 param ratio  = 0.5
 param big    = 1e6
+param exact  = 0.1234567891234 + 2.0 + 1.5e-7
 param neg    = -3 + 2 * (4 - 1) / 3 % 2
 param flags  = [true, false, null, "s", [1, 2]]
 param tc     = ifelse(len(kinds) > 0 and not false or true, config.text_config ?? config, config)

@@ -195,6 +195,22 @@ note: with dense = 5, layers = 3
 )d");
 }
 
+TEST_CASE("bind: a failing assertion on floats") {
+  CHECK_DIAGS(compileDiagnostics(R"(rulebook demo { model_types "demo" }
+param scale = config.rope_scaling.factor ?? 1.0
+assert scale >= 1.0 and scale < 64.5 : "unexpected rope scaling"
+mapping mcore <-> hf { "a" = "b" }
+)",
+                                 config(R"({"model_type": "demo", "rope_scaling": {"factor": 0.25}})"), {T("b", {1})},
+                                 direction("hf", "mcore")),
+              R"d(test.rules:3:1: error: assertion failed: ((scale >= 1.0) and (scale < 64.5)) (unexpected rope scaling)
+    3 | assert scale >= 1.0 and scale < 64.5 : "unexpected rope scaling"
+      | ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+note: with scale = 0.25
+1 error generated.
+)d");
+}
+
 TEST_CASE("bind: a failing assertion inside a mapping, with members and indexes") {
   CHECK_DIAGS(compileDiagnostics(R"(rulebook demo { model_types "demo" }
 param kinds = config.layer_types
