@@ -27,6 +27,7 @@ param at     = kinds[0] == "M" != (layers >= 2) == (dense < 1) == (dense <= 1) =
 param dt     = dtype(config.torch_dtype ?? "bfloat16")
 param total  = min(1, 2) + max([3, 4]) + count(kinds, "E") + ifelse(contains(kinds, "M"), 1, 0)
 param lm     = "model."
+param prefix = "{config.prefix ?? \"m\"}layers.\t\\"
 
 assert layers > 0
 assert dense <= layers : "first_k_dense_replace exceeds num_hidden_layers"
@@ -68,7 +69,7 @@ mapping mcore <-> hf {
   "conv1d.weight" = reshape("conv1d.weight", to: [8, 1, 4], from: [8, 4])
   cast("bias", from: BF16, to: F32) = "bias"
   "out_norm.weight" = affine("norm.weight", scale: 1, shift: -1)
-  drop hf "model.rotary_emb.inv_freq" because "recomputed at load"
+  drop hf "model.rotary_emb.inv_freq" because "the \"inv_freq\" buffer is recomputed at load"
   drop hf "mtp.{m}.embed_tokens.weight" because "shared" restore copy "{lm}embed_tokens.weight"
   drop mcore "output_layer.bias" because "HF has no bias" restore fill(0, [32], BF16)
   drop hf "model.visual.{*rest}" because "text only" restore from base
