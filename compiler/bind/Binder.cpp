@@ -611,7 +611,9 @@ static void collectNames(const Expr &expr, std::vector<const Expr *> &out) {
     out.push_back(&expr);
     return;
   case Expr::Kind::Index:
+    // `kinds[L]`, and then `L`: which entry was read matters as much as what it holds.
     out.push_back(&expr);
+    collectNames(*cast<IndexExpr>(expr).index, out);
     return;
   case Expr::Kind::Unary: collectNames(*cast<UnaryExpr>(expr).operand, out); return;
   case Expr::Kind::Binary:
