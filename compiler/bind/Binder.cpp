@@ -84,7 +84,8 @@ private:
   std::optional<BoundTerm> bindTerm(const Term &term, const Env &env, llvm::StringRef prefix);
   std::optional<Value> bindParam(const OpParam &param, const Expr &expr, const Env &env);
   void addInstance(BoundRule rule, const Stmt &stmt, Sink &sink);
-  std::string valuesOf(const Expr &expr, const Env &env) const;
+  /// "nv = 4, dk = 8": the names `expr` uses (but `skip`) and their values.
+  std::string valuesOf(const Expr &expr, const Env &env, const Expr *skip = nullptr) const;
 
   /// Reports an evaluation error; false so callers can `return report(...)`.
   bool report(llvm::Error err);
@@ -114,13 +115,14 @@ bool Binder::report(llvm::Error err) {
 
 static void collectNames(const Expr &expr, std::vector<const Expr *> &out);
 
-/// "nv = 4, dk = 8": the values of the names an expression uses, so that a size the
-/// planner finds wrong can say where it came from.
-std::string Binder::valuesOf(const Expr &expr, const Env &env) const {
+// The planner shows these for a size it finds wrong, so that it can say where it came from.
+std::string Binder::valuesOf(const Expr &expr, const Env &env, const Expr *skip) const {
   std::vector<const Expr *> names;
   collectNames(expr, names);
   std::string values;
   for (const Expr *e : names) {
+    if (e == skip)
+      continue;
     std::string name;
     llvm::raw_string_ostream ns(name);
     dump(*e, ns);
@@ -724,8 +726,12 @@ bool Binder::bindStatement(const Stmt &stmt, Env &env, const Context &ctx, Sink 
           known.push_back(formatValue(*value));
         else
           llvm::consumeError(value.takeError());
-    diags_.error(s.range(), "no case for " + os.str() + " = " + formatValue(*subject))
-        .note("the cases are " + llvm::join(known, ", "));
+    Diagnostic &d = diags_.error(s.range(), "no case for " + os.str() + " = " + formatValue(*subject));
+    d.note("the cases are " + llvm::join(known, ", "));
+    // In a loop, which iteration: "with L = 3".
+    std::string where = valuesOf(*s.subject, env, s.subject.get());
+    if (!where.empty())
+      d.note("with " + where);
     return false;
   }
   case Stmt::Kind::Scope: {
