@@ -226,7 +226,7 @@ mapping mcore <-> hf {
               R"d(test.rules:5:5: error: assertion failed: ((kinds[L] != "conv") and ((config.heads % 2) == 0)) (unsupported layer)
     5 |     assert kinds[L] != "conv" and config.heads % 2 == 0 : "unsupported layer"
       |     ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-note: with kinds[L] = "conv", config.heads = 4
+note: with kinds[L] = "conv", L = 1, config.heads = 4
 1 error generated.
 )d");
 }
@@ -251,6 +251,7 @@ mapping mcore <-> hf {
     6 |       switch kinds[L] {
       |       ^~~~~~~~~~~~~~~
 note: the cases are "attention", "full_attention", "mamba"
+note: with L = 1
 1 error generated.
 )d");
 }
