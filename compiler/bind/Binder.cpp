@@ -326,9 +326,10 @@ bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &
     return true;
   }
 
-  // A rule with captures applies once per match of its first source tensor; the captured
-  // values then name every other tensor of the rule.
-  const NameTemplate first = sourceLeaves.front()->name;
+  // A rule with captures applies once per match of its first source tensor with captures;
+  // the captured values then name every other tensor of the rule.
+  const NameTemplate first =
+      (*llvm::find_if(sourceLeaves, [](const BoundTerm *t) { return !t->name.concrete(); }))->name;
   size_t matches = 0;
   for (const std::string &name : sourceNames_) {
     llvm::StringMap<std::string> captures;
