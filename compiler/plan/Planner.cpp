@@ -267,8 +267,11 @@ void Planner::store(StepBuilder &b, const std::string &name, uint32_t value, Sou
   b.step.instrs.push_back(instr);
   auto [it, inserted] = produced_.try_emplace(name, currentStep_, range);
   if (!inserted) {
-    diags_.error(range, "output '" + name + "' is produced more than once")
-        .note("it is also produced here", it->second.second);
+    if (it->second.second.begin == range.begin)
+      diags_.error(range, "output '" + name + "' is produced by more than one instance of this rule");
+    else
+      diags_.error(range, "output '" + name + "' is produced more than once")
+          .note("it is also produced here", it->second.second);
     ok_ = false;
     return;
   }
@@ -568,8 +571,14 @@ std::optional<Plan> Planner::run() {
   for (const auto &entry : consumed_) {
     if (entry.getValue().size() < 2)
       continue;
-    Diagnostic &d = diags_.error(entry.getValue()[1], "tensor '" + entry.getKey().str() + "' is consumed by more than one rule");
-    d.note("it is also consumed here", entry.getValue()[0]);
+    const SourceRange &first = entry.getValue()[0], &second = entry.getValue()[1];
+    if (first.begin == second.begin) {
+      // One statement, several instances: a loop, a block used twice, or captures.
+      diags_.error(second, "tensor '" + entry.getKey().str() + "' is consumed by more than one instance of this rule");
+    } else {
+      Diagnostic &d = diags_.error(second, "tensor '" + entry.getKey().str() + "' is consumed by more than one rule");
+      d.note("it is also consumed here", first);
+    }
     ok_ = false;
   }
   std::map<std::string, std::vector<std::string>> uncovered;
