@@ -337,3 +337,29 @@ TEST_CASE("plan: a dropped copy whose type differs from the tensor it copies") {
 1 error generated.
 )d");
 }
+
+TEST_CASE("plan: a tensor shared by every instance of a rule with captures") {
+  // The instances come from the pattern with captures, so the shared part is consumed by
+  // each of them.
+  CHECK_DIAGS(plan(R"(  "x.{i}" = gated("gate", "up.{i}")
+)",
+                   {T("gate", {2}), T("up.0", {2}), T("up.1", {2})}),
+              R"d(test.rules:3:19: error: tensor 'gate' is consumed by more than one instance of this rule
+    3 |   "x.{i}" = gated("gate", "up.{i}")
+      |                   ^~~~~~
+1 error generated.
+)d");
+}
+
+TEST_CASE("plan: an output produced by every iteration of a loop") {
+  CHECK_DIAGS(plan(R"(  for L in 0 .. 2 {
+    "decoder.final_layernorm.weight" = "model.layers.{L}.norm.weight"
+  }
+)",
+                   {T("model.layers.0.norm.weight", {2}), T("model.layers.1.norm.weight", {2})}),
+              R"d(test.rules:4:5: error: output 'decoder.final_layernorm.weight' is produced by more than one instance of this rule
+    4 |     "decoder.final_layernorm.weight" = "model.layers.{L}.norm.weight"
+      |     ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+1 error generated.
+)d");
+}
