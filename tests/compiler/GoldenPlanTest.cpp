@@ -182,3 +182,27 @@ TEST_CASE("golden plan: the round-trip check of the every-op rulebook") {
                              "every_op.rules:42:7: cast (hf -> mcore), 2 steps\n"
                              "every_op.rules:39:7: affine (mcore -> hf), 2 steps\n");
 }
+
+TEST_CASE("golden plan: binding then planning is what compilePlan does") {
+  Session s;
+  REQUIRE(s.check(kEveryOp, "every_op.rules"));
+  auto binding = s.bind(kConfig, hfHeader(), direction("hf", "mcore"));
+  REQUIRE_MESSAGE(binding, s.render());
+  // Rules per layer: attention, gated, stack, two concats, reshape, affine, two transposes,
+  // cast, the chosen norm; then the embedding, the output layer, and two fallback renames.
+  CHECK(binding->rules.size() == 2 * 11 + 2 + 2);
+  CHECK(binding->drops.size() == 5); // inv_freq, the mtp embedding, two visual tensors, the fill
+  CHECK(binding->choices.size() == 2);
+  CHECK(binding->fromBase.empty());
+  CHECK(binding->notRestored.empty());
+  CHECK(binding->params.dump() == R"({"experts":3,"groups":2,"heads":4,"layers":2,"nv":2,"vocab":16})");
+
+  std::vector<TensorMeta> header = hfHeader();
+  PlanInputs inputs{header, {}, {}, false};
+  auto plan = buildPlan(*binding, inputs, s.diags);
+  REQUIRE_MESSAGE(plan, s.render());
+  plan->rulebook = "every_op.rules";
+  plan->family = "every_op";
+  BothWays b;
+  CHECK(planToJson(*plan) == planToJson(*b.forward));
+}
