@@ -1,5 +1,8 @@
 #include "compiler/ast/AST.h"
 
+#include <charconv>
+#include <string>
+
 namespace ckptmap::ast {
 
 llvm::StringRef spelling(BinaryOp op) {
@@ -32,17 +35,38 @@ const BlockDecl *Rulebook::findBlock(llvm::StringRef name) const {
 // The dump prints the AST back as (normalized) rulebook text, which is also what the tests
 // compare against.
 
+/// Text as the inside of a string literal: the escapes the lexer decodes, encoded back.
+static std::string escaped(llvm::StringRef text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+    case '"': out += "\\\""; break;
+    case '\\': out += "\\\\"; break;
+    case '\n': out += "\\n"; break;
+    case '\t': out += "\\t"; break;
+    default: out += c;
+    }
+  }
+  return out;
+}
+
+static std::string quoted(llvm::StringRef text) { return "\"" + escaped(text) + "\""; }
+
 static void dumpString(const StringExpr &s, llvm::raw_ostream &os) {
   os << '"';
   for (const StringPiece &piece : s.pieces) {
     switch (piece.kind) {
-    case StringPiece::Kind::Literal: os << piece.text; break;
+    case StringPiece::Kind::Literal: os << escaped(piece.text); break;
     case StringPiece::Kind::RestCapture: os << "{*" << piece.text << "}"; break;
-    case StringPiece::Kind::Interpolation:
-      os << "{";
-      dump(*piece.expr, os);
-      os << "}";
+    case StringPiece::Kind::Interpolation: {
+      // The interpolation is read from the decoded string, so its own strings are escaped
+      // once more here.
+      std::string inner;
+      llvm::raw_string_ostream is(inner);
+      dump(*piece.expr, is);
+      os << "{" << escaped(is.str()) << "}";
       break;
+    }
     }
   }
   os << '"';
@@ -52,7 +76,16 @@ void dump(const Expr &expr, llvm::raw_ostream &os) {
   using llvm::cast;
   switch (expr.kind()) {
   case Expr::Kind::Int: os << cast<IntExpr>(expr).value; break;
-  case Expr::Kind::Float: os << cast<FloatExpr>(expr).value; break;
+  case Expr::Kind::Float: {
+    // The shortest text that reads back as the same double, and still reads as a float.
+    char buf[32];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, cast<FloatExpr>(expr).value);
+    std::string text(buf, ec == std::errc() ? end : buf);
+    if (text.find_first_of(".en") == std::string::npos)
+      text += ".0";
+    os << text;
+    break;
+  }
   case Expr::Kind::Bool: os << (cast<BoolExpr>(expr).value ? "true" : "false"); break;
   case Expr::Kind::Null: os << "null"; break;
   case Expr::Kind::String: dumpString(cast<StringExpr>(expr), os); break;
@@ -147,7 +180,7 @@ static void dumpStmt(const Stmt &stmt, llvm::raw_ostream &os, unsigned indent) {
     const auto &a = cast<AssertStmt>(stmt);
     os << "assert ";
     dump(*a.condition, os);
-    if (!a.message.empty()) os << " : \"" << a.message << "\"";
+    if (!a.message.empty()) os << " : " << quoted(a.message);
     os << "\n";
     break;
   }
@@ -220,7 +253,7 @@ static void dumpStmt(const Stmt &stmt, llvm::raw_ostream &os, unsigned indent) {
     const auto &d = cast<DropStmt>(stmt);
     os << "drop " << d.side << " ";
     dumpString(*d.pattern, os);
-    os << " because \"" << d.reason << "\"";
+    os << " because " << quoted(d.reason);
     switch (d.restore) {
     case DropStmt::Restore::None: break;
     case DropStmt::Restore::Copy: os << " restore copy "; dumpString(*d.copySource, os); break;
@@ -251,7 +284,7 @@ void Rulebook::dump(llvm::raw_ostream &os) const {
   if (!modelTypes.empty()) {
     os << "  model_types";
     for (size_t i = 0; i < modelTypes.size(); ++i)
-      os << (i ? ", \"" : " \"") << modelTypes[i] << "\"";
+      os << (i ? ", " : " ") << quoted(modelTypes[i]);
     os << "\n";
   }
   os << "}\n";

@@ -84,6 +84,8 @@ private:
   std::optional<BoundTerm> bindTerm(const Term &term, const Env &env, llvm::StringRef prefix);
   std::optional<Value> bindParam(const OpParam &param, const Expr &expr, const Env &env);
   void addInstance(BoundRule rule, const Stmt &stmt, Sink &sink);
+  /// "nv = 4, dk = 8": the names `expr` uses (but `skip`) and their values.
+  std::string valuesOf(const Expr &expr, const Env &env, const Expr *skip = nullptr) const;
 
   /// Reports an evaluation error; false so callers can `return report(...)`.
   bool report(llvm::Error err);
@@ -99,6 +101,9 @@ private:
   std::vector<std::string> sourceNames_;
   llvm::StringSet<> sourceSet_;
   unsigned probeDepth_ = 0; ///< inside a variant being tried
+  /// Rules with captures that matched nothing, with the pattern at each place: one warning
+  /// per rule, however many loop iterations or uses it has.
+  std::vector<std::pair<const RuleStmt *, std::vector<std::string>>> unmatched_;
 };
 
 bool Binder::report(llvm::Error err) {
@@ -106,6 +111,30 @@ bool Binder::report(llvm::Error err) {
       std::move(err), [&](const EvalError &e) { diags_.error(e.range, e.message); },
       [&](const llvm::ErrorInfoBase &e) { diags_.error({}, e.message()); });
   return false;
+}
+
+static void collectNames(const Expr &expr, std::vector<const Expr *> &out);
+
+// The planner shows these for a size it finds wrong, so that it can say where it came from.
+std::string Binder::valuesOf(const Expr &expr, const Env &env, const Expr *skip) const {
+  std::vector<const Expr *> names;
+  collectNames(expr, names);
+  std::string values;
+  for (const Expr *e : names) {
+    if (e == skip)
+      continue;
+    std::string name;
+    llvm::raw_string_ostream ns(name);
+    dump(*e, ns);
+    auto value = eval_.eval(*e, env);
+    if (!value) {
+      llvm::consumeError(value.takeError());
+      continue;
+    }
+    if (values.find(ns.str() + " = ") == std::string::npos)
+      values += (values.empty() ? "" : ", ") + ns.str() + " = " + formatValue(*value);
+  }
+  return values;
 }
 
 std::optional<NameTemplate> Binder::bindPattern(const StringExpr &pattern, const Env &env, llvm::StringRef prefix) {
@@ -202,14 +231,20 @@ std::optional<BoundTerm> Binder::bindTerm(const Term &term, const Env &env, llvm
       if (!bound)
         return false;
       std::optional<int64_t> size;
+      SourceRange sizeRange;
+      std::string sizeValues;
       if (operand.size) {
         auto s = eval_.evalInt(*operand.size, scope);
         if (!s)
           return report(s.takeError());
         size = *s;
+        sizeRange = operand.size->range();
+        sizeValues = valuesOf(*operand.size, scope);
       }
       out.operands.push_back(std::move(*bound));
       out.sizes.push_back(size);
+      out.sizeRanges.push_back(sizeRange);
+      out.sizeValues.push_back(std::move(sizeValues));
     }
     return true;
   };
@@ -291,9 +326,10 @@ bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &
     return true;
   }
 
-  // A rule with captures applies once per match of its first source tensor; the captured
-  // values then name every other tensor of the rule.
-  const NameTemplate first = sourceLeaves.front()->name;
+  // A rule with captures applies once per match of its first source tensor with captures;
+  // the captured values then name every other tensor of the rule.
+  const NameTemplate first =
+      (*llvm::find_if(sourceLeaves, [](const BoundTerm *t) { return !t->name.concrete(); }))->name;
   size_t matches = 0;
   for (const std::string &name : sourceNames_) {
     llvm::StringMap<std::string> captures;
@@ -310,8 +346,12 @@ bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &
       continue;
     addInstance(std::move(instance), stmt, sink);
   }
-  if (matches == 0 && probeDepth_ == 0)
-    diags_.warning(stmt.range(), "rule matches no tensor of the checkpoint (" + first.display() + ")");
+  if (matches == 0 && probeDepth_ == 0) {
+    auto it = llvm::find_if(unmatched_, [&](const auto &u) { return u.first == &stmt; });
+    if (it == unmatched_.end())
+      it = unmatched_.insert(unmatched_.end(), {&stmt, {}});
+    it->second.push_back(first.display());
+  }
   return true;
 }
 
@@ -427,6 +467,8 @@ bool Binder::bindDrop(const DropStmt &drop, Env &env, const Context &ctx, Sink &
 
 bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, Sink &sink) {
   std::string where = ctx.leftPrefix + " = " + ctx.rightPrefix;
+  // Messages name the place by its scope prefixes; outside any scope the position says it all.
+  std::string place = ctx.leftPrefix.empty() && ctx.rightPrefix.empty() ? "" : " at '" + where + "'";
   struct Attempt {
     const Variant *variant;
     Sink sink;
@@ -458,7 +500,9 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
   auto describeAttempts = [&](Diagnostic &d) {
     for (const Attempt &a : attempts) {
       if (a.sink.missing.empty()) {
-        d.note("variant '" + a.variant->name + "' matches (" + std::to_string(a.sources.size()) + " tensors)", a.variant->nameRange);
+        d.note("variant '" + a.variant->name + "' matches (" + std::to_string(a.sources.size()) +
+                   (a.sources.size() == 1 ? " tensor)" : " tensors)"),
+               a.variant->nameRange);
         continue;
       }
       std::string text = "variant '" + a.variant->name + "' needs '" + a.sink.missing.front().first + "', which the checkpoint does not have";
@@ -482,7 +526,7 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
         }
       return true;
     }
-    Diagnostic &d = diags_.error(choose.nameRange, "no variant of '" + choose.name + "' matches the checkpoint at '" + where + "'");
+    Diagnostic &d = diags_.error(choose.nameRange, "no variant of '" + choose.name + "' matches the checkpoint" + place);
     describeAttempts(d);
     return false;
   }
@@ -506,7 +550,7 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
       chosen = maximal.front();
       reason = "matches the most tensors";
     } else if (!sameSources) {
-      Diagnostic &d = diags_.error(choose.nameRange, "the checkpoint matches several variants of '" + choose.name + "' at '" + where + "'");
+      Diagnostic &d = diags_.error(choose.nameRange, "the checkpoint matches several variants of '" + choose.name + "'" + place);
       describeAttempts(d);
       return false;
     } else {
@@ -570,7 +614,9 @@ static void collectNames(const Expr &expr, std::vector<const Expr *> &out) {
     out.push_back(&expr);
     return;
   case Expr::Kind::Index:
+    // `kinds[L]`, and then `L`: which entry was read matters as much as what it holds.
     out.push_back(&expr);
+    collectNames(*cast<IndexExpr>(expr).index, out);
     return;
   case Expr::Kind::Unary: collectNames(*cast<UnaryExpr>(expr).operand, out); return;
   case Expr::Kind::Binary:
@@ -681,8 +727,12 @@ bool Binder::bindStatement(const Stmt &stmt, Env &env, const Context &ctx, Sink 
           known.push_back(formatValue(*value));
         else
           llvm::consumeError(value.takeError());
-    diags_.error(s.range(), "no case for " + os.str() + " = " + formatValue(*subject))
-        .note("the cases are " + llvm::join(known, ", "));
+    Diagnostic &d = diags_.error(s.range(), "no case for " + os.str() + " = " + formatValue(*subject));
+    d.note("the cases are " + llvm::join(known, ", "));
+    // In a loop, which iteration: "with L = 3".
+    std::string where = valuesOf(*s.subject, env, s.subject.get());
+    if (!where.empty())
+      d.note("with " + where);
     return false;
   }
   case Stmt::Kind::Scope: {
@@ -790,6 +840,9 @@ std::optional<Binding> Binder::run() {
   Sink sink;
   Env scope(&globals);
   ok = bindStatements(mapping_->body, scope, {}, sink);
+  for (const auto &[stmt, patterns] : unmatched_)
+    diags_.warning(stmt->range(), "rule matches no tensor of the checkpoint (" + patterns.front() +
+                                      (patterns.size() > 1 ? " and " + std::to_string(patterns.size() - 1) + " more" : "") + ")");
 
   // `otherwise` and `keep`: a source tensor no rule consumed takes the first fallback
   // rename that matches it.

@@ -49,6 +49,8 @@ struct BoundTerm {
   const OpInfo *op = nullptr;             ///< Op
   std::vector<BoundTerm> operands;
   std::vector<std::optional<int64_t>> sizes; ///< per operand: the size its rule states, if any
+  std::vector<SourceRange> sizeRanges;       ///< per operand: where that size is written
+  std::vector<std::string> sizeValues;       ///< per operand: the values it was computed from, "nv = 4"
   std::vector<Value> params;              ///< parallel to op->params; null when not given
 
   bool isTensor() const { return kind == Kind::Tensor; }

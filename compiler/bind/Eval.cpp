@@ -62,8 +62,10 @@ static std::string describe(const Value &v) {
 static std::string pathOf(const Expr &expr) {
   if (auto *m = llvm::dyn_cast<MemberExpr>(&expr)) {
     std::string base = pathOf(*m->base);
-    return base.empty() ? m->member : base + "." + m->member;
+    return base.empty() ? "" : base + "." + m->member;
   }
+  if (auto *n = llvm::dyn_cast<NameExpr>(&expr))
+    return n->name;
   return "";
 }
 

@@ -6,6 +6,7 @@
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
 
+#include <map>
 #include <set>
 #include <tuple>
 
@@ -147,7 +148,7 @@ void Checker::check(const Rulebook &rb) {
 
   if (rb.mappings.empty() && !rb.name.empty())
     error(rb.nameRange, "rulebook '" + rb.name + "' has no mapping (mapping mcore <-> hf { ... })");
-  std::set<std::pair<std::string, std::string>> pairs;
+  std::map<std::pair<std::string, std::string>, SourceRange> pairs;
   for (const auto &mapping : rb.mappings) {
     for (auto [conv, range] : {std::pair(mapping->left, mapping->leftRange), std::pair(mapping->right, mapping->rightRange)}) {
       if (!llvm::is_contained(knownConventions(), conv)) {
@@ -160,21 +161,26 @@ void Checker::check(const Rulebook &rb) {
     if (mapping->left == mapping->right)
       error(mapping->range, "a mapping must relate two different conventions");
     auto key = std::minmax(mapping->left, mapping->right);
-    if (!pairs.insert(key).second)
-      error(mapping->range, "a mapping between " + mapping->left + " and " + mapping->right + " is already defined");
+    auto [previous, inserted] = pairs.try_emplace(key, mapping->range);
+    if (!inserted)
+      if (Diagnostic *d = error(mapping->range, "a mapping between " + mapping->left + " and " + mapping->right +
+                                                    " is already defined"))
+        d->note("previous definition is here", previous->second);
     Scope scope{&globals, {}};
     checkStatements(mapping->body, scope);
   }
 
   // A block no mapping uses has no scope to be checked in; say so instead.
+  // A second definition of a name, or a parameter named like a built-in, is already an error;
+  // saying it is also unused adds nothing.
   for (const auto &block : rb.blocks) {
     // Blocks of an included library are there to be picked from.
-    if (block->used || block->nameRange.begin.file != rb.nameRange.begin.file)
+    if (block->used || block->nameRange.begin.file != rb.nameRange.begin.file || rb.findBlock(block->name) != block.get())
       continue;
     diags_.warning(block->nameRange, "block '" + block->name + "' is never used");
   }
   for (const auto &param : rb.params)
-    if (!usedNames_.count(param->name))
+    if (!usedNames_.count(param->name) && !llvm::is_contained(builtinNames(), param->name))
       diags_.warning(param->nameRange, "parameter '" + param->name + "' is never used");
 }
 
@@ -252,8 +258,15 @@ void Checker::checkStatement(const Stmt &stmt, Scope &scope) {
     }
     use.target = block;
     block->used = true;
-    if (llvm::is_contained(blockStack_, block)) {
-      if (Diagnostic *d = error(use.range(), "block '" + use.name + "' uses itself"))
+    if (auto cycle = llvm::find(blockStack_, block); cycle != blockStack_.end()) {
+      // Through other blocks, the path matters: "layer -> mlp -> layer".
+      std::string path;
+      for (auto it = cycle; it != blockStack_.end(); ++it)
+        path += (*it)->name + " -> ";
+      std::string message = "block '" + use.name + "' uses itself";
+      if (cycle + 1 != blockStack_.end())
+        message += " (" + path + use.name + ")";
+      if (Diagnostic *d = error(use.range(), message))
         d->note("block '" + block->name + "' is defined here", block->nameRange);
       break;
     }

@@ -95,11 +95,28 @@ std::string DiagnosticEngine::render() const {
   return os.str();
 }
 
+/// Edit distance where swapping two adjacent characters counts as one edit, like inserting,
+/// deleting or replacing one (optimal string alignment): "gatde" is one typo from "gated".
+static unsigned typoDistance(llvm::StringRef a, llvm::StringRef b) {
+  std::vector<std::vector<unsigned>> d(a.size() + 1, std::vector<unsigned>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i)
+    d[i][0] = unsigned(i);
+  for (size_t j = 0; j <= b.size(); ++j)
+    d[0][j] = unsigned(j);
+  for (size_t i = 1; i <= a.size(); ++i)
+    for (size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.size()][b.size()];
+}
+
 std::string closestMatch(llvm::StringRef name, llvm::ArrayRef<std::string> candidates) {
   std::string best;
   unsigned bestDistance = std::max<unsigned>(1, unsigned(name.size()) / 3) + 1;
   for (const std::string &candidate : candidates) {
-    unsigned d = name.edit_distance(candidate, /*AllowReplacements=*/true, bestDistance);
+    unsigned d = typoDistance(name, candidate);
     if (d < bestDistance) {
       bestDistance = d;
       best = candidate;

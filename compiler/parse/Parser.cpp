@@ -10,6 +10,8 @@
 #include "llvm/Support/Path.h"
 
 #include <cassert>
+#include <cctype>
+#include <cstring>
 #include <cerrno>
 #include <optional>
 #include <cstdlib>
@@ -27,6 +29,7 @@ struct TextOrigin {
   uint32_t file = 0;
   uint32_t line = 1;      ///< line of the text's first character
   uint32_t colOffset = 0; ///< added to columns on the first line
+  bool interpolation = false; ///< the text of a {...}, whose end is its closing brace
 };
 
 /// Turns ANTLR's syntax errors into diagnostics at the offending position.
@@ -34,35 +37,119 @@ class SyntaxErrorListener : public antlr4::BaseErrorListener {
 public:
   SyntaxErrorListener(DiagnosticEngine &diags, TextOrigin origin) : diags_(diags), origin_(origin) {}
 
-  void syntaxError(antlr4::Recognizer *, antlr4::Token *offending, size_t line, size_t col,
+  void syntaxError(antlr4::Recognizer *recognizer, antlr4::Token *offending, size_t line, size_t col,
                    const std::string &msg, std::exception_ptr) override {
     ++count;
-    SourceRange range;
-    range.begin.file = origin_.file;
-    range.begin.line = origin_.line + uint32_t(line) - 1;
-    range.begin.col = uint32_t(col) + 1 + (line == 1 ? origin_.colOffset : 0);
+    SourceRange range = rangeAt(line, col);
     std::string message = msg;
+    antlr4::Token *unclosed = nullptr;
     if (offending) {
       std::string text = offending->getText();
       range.length = std::max<uint32_t>(1, uint32_t(text.size()));
-      if (offending->getType() == RulesLexer::BAD_CHAR)
-        message = "invalid character '" + text + "'";
-      else if (offending->getType() == antlr4::Token::EOF)
+      if (offending->getType() == RulesLexer::BAD_CHAR) {
+        // A string literal ends on its line; a '"' left over starts one that never ends.
+        message = text == "\"" ? "unterminated string" : "invalid character '" + text + "'";
+      } else if (offending->getType() == antlr4::Token::EOF) {
+        // ANTLR says "extraneous input '<EOF>'"; say what ran out instead.
         range.length = 1;
+        if (origin_.interpolation) {
+          message = "incomplete expression before '}'";
+        } else {
+          unclosed = unclosedBrace(recognizer);
+          message = unclosed ? "unexpected end of file: a '{' is not closed" : "unexpected end of file";
+        }
+      }
     }
     Diagnostic &diag = diags_.error(range, "syntax error: " + shorten(message));
+    if (unclosed) {
+      SourceRange open = rangeAt(unclosed->getLine(), unclosed->getCharPositionInLine());
+      diag.note("the '{' opened here", open);
+    }
     if (offending && offending->getType() == RulesLexer::IDENT) {
       std::string keyword = closestMatch(offending->getText(), keywords());
       if (!keyword.empty() && keyword != offending->getText())
         diag.note("did you mean '" + keyword + "'?");
+    } else if (antlr4::Token *word = lineStartBefore(recognizer, offending)) {
+      // `scoep "a." = "b." {`: the misspelt keyword parses as a name and the error comes a
+      // token later; point back at the word.
+      std::string keyword = closestMatch(word->getText(), keywords());
+      if (!keyword.empty() && keyword != word->getText()) {
+        SourceRange at = rangeAt(word->getLine(), word->getCharPositionInLine());
+        at.length = uint32_t(word->getText().size());
+        diag.note("did you mean '" + keyword + "'?", at);
+      }
     }
   }
 
   unsigned count = 0;
 
 private:
-  // ANTLR lists every token it could have accepted; past a handful that is noise.
-  static std::string shorten(const std::string &msg) {
+  /// ANTLR's 1-based line and 0-based column, as a position in the rulebook file.
+  SourceRange rangeAt(size_t line, size_t col) const {
+    SourceRange range;
+    range.begin.file = origin_.file;
+    range.begin.line = origin_.line + uint32_t(line) - 1;
+    range.begin.col = uint32_t(col) + 1 + (line == 1 ? origin_.colOffset : 0);
+    return range;
+  }
+
+  /// The name just before `offending` when it is the first token of its line, which is
+  /// where a statement's keyword goes.
+  static antlr4::Token *lineStartBefore(antlr4::Recognizer *recognizer, antlr4::Token *offending) {
+    auto *parser = dynamic_cast<antlr4::Parser *>(recognizer);
+    if (!parser || !offending || offending->getType() == antlr4::Token::EOF || offending->getTokenIndex() == 0)
+      return nullptr;
+    antlr4::TokenStream *tokens = parser->getTokenStream();
+    size_t index = offending->getTokenIndex() - 1;
+    antlr4::Token *word = tokens->get(index);
+    if (word->getType() != RulesLexer::IDENT || word->getLine() != offending->getLine())
+      return nullptr;
+    if (index > 0 && tokens->get(index - 1)->getLine() == word->getLine())
+      return nullptr;
+    return word;
+  }
+
+  /// The last '{' of the parsed text that no '}' closes, if any.
+  static antlr4::Token *unclosedBrace(antlr4::Recognizer *recognizer) {
+    auto *parser = dynamic_cast<antlr4::Parser *>(recognizer);
+    if (!parser)
+      return nullptr;
+    antlr4::TokenStream *tokens = parser->getTokenStream();
+    std::vector<antlr4::Token *> open;
+    for (size_t i = 0; i < tokens->size(); ++i) {
+      antlr4::Token *t = tokens->get(i);
+      if (t->getText() == "{")
+        open.push_back(t);
+      else if (t->getText() == "}" && !open.empty())
+        open.pop_back();
+    }
+    return open.empty() ? nullptr : open.back();
+  }
+
+  // ANTLR lists every token it could have accepted; past a handful that is noise. Token
+  // kinds are grammar names ("missing IDENT at '='"); say them in words. Whether a token is
+  // "extraneous" or "mismatched" is the parser's business; to the reader it is unexpected.
+  static std::string shorten(std::string msg) {
+    for (const char *jargon : {"extraneous input ", "mismatched input "}) {
+      if (!llvm::StringRef(msg).startswith(jargon))
+        continue;
+      msg = "unexpected " + msg.substr(std::strlen(jargon));
+      if (size_t at = msg.rfind("' expecting "); at != std::string::npos)
+        msg.insert(at + 1, ",");
+    }
+    static const std::pair<const char *, const char *> words[] = {
+        {"IDENT", "name"}, {"STRING", "string"}, {"INT", "integer"}, {"FLOAT", "number"}};
+    for (auto [kind, word] : words) {
+      for (size_t at = msg.find(kind); at != std::string::npos; at = msg.find(kind, at + 1)) {
+        size_t end = at + std::strlen(kind);
+        bool whole = (at == 0 || !std::isalnum((unsigned char)msg[at - 1])) &&
+                     (end == msg.size() || !std::isalnum((unsigned char)msg[end]));
+        // Quoted text is the rulebook's own and stays as written.
+        bool quoted = std::count(msg.begin(), msg.begin() + at, '\'') % 2 == 1;
+        if (whole && !quoted)
+          msg.replace(at, end - at, word);
+      }
+    }
     size_t open = msg.find(" expecting {");
     if (open == std::string::npos)
       return msg;
@@ -70,7 +157,7 @@ private:
     std::string set = msg.substr(open + 12, close - open - 12);
     if (std::count(set.begin(), set.end(), ',') < 6)
       return msg;
-    return msg.substr(0, open);
+    return msg.substr(0, open > 0 && msg[open - 1] == ',' ? open - 1 : open);
   }
 
   static const std::vector<std::string> &keywords() {
@@ -495,7 +582,7 @@ std::unique_ptr<StringExpr> Transformer::transformString(antlr4::Token *token) {
       continue;
     }
     // The interpolation is parsed on its own, its positions mapped back into this string.
-    TextOrigin innerOrigin{origin_.file, line, columns[open] + 1 + lineColOffset};
+    TextOrigin innerOrigin{origin_.file, line, columns[open] + 1 + lineColOffset, /*interpolation=*/true};
     antlr4::ANTLRInputStream input(inner);
     RulesLexer lexer(&input);
     SyntaxErrorListener listener(diags_, innerOrigin);
@@ -565,7 +652,9 @@ void parseWithIncludes(uint32_t file, SourceManager &sources, DiagnosticEngine &
       }
       auto loaded = sources.load(resolved);
       if (!loaded) {
-        diags.error(inc.range, "cannot include '" + inc.path + "': " + llvm::toString(loaded.takeError()));
+        // "cannot include 'common/moe.rules': rulebooks/common/moe.rules: No such file or directory"
+        std::error_code ec = llvm::errorToErrorCode(loaded.takeError());
+        diags.error(inc.range, "cannot include '" + inc.path + "': " + resolved + ": " + ec.message());
         continue;
       }
       parseWithIncludes(*loaded, sources, diags, out, false, active);

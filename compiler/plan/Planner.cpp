@@ -161,11 +161,15 @@ std::optional<uint32_t> Planner::fuse(StepBuilder &b, const BoundTerm &term) {
       const ValueType &t = b.type(parts[i]);
       if (!term.sizes[i] || instr.dim < 0 || instr.dim >= int64_t(t.shape.size()))
         continue;
-      // A stated size is a claim about the tensor: check it rather than trust it.
+      // A stated size is a claim about the tensor: check it rather than trust it. The error
+      // points at the size and shows what it was computed from (usually config values).
       if (t.shape[instr.dim] != *term.sizes[i]) {
-        diags_.error(term.range, "concat: '" + b.label(parts[i]) + "' has " + std::to_string(t.shape[instr.dim]) +
-                                     " along dim " + std::to_string(instr.dim) + " but the rule states " +
-                                     std::to_string(*term.sizes[i]));
+        SourceRange at = i < term.sizeRanges.size() && term.sizeRanges[i].valid() ? term.sizeRanges[i] : term.range;
+        Diagnostic &d = diags_.error(at, "concat: '" + b.label(parts[i]) + "' has " + std::to_string(t.shape[instr.dim]) +
+                                             " along dim " + std::to_string(instr.dim) + " but the rule states " +
+                                             std::to_string(*term.sizes[i]));
+        if (i < term.sizeValues.size() && !term.sizeValues[i].empty())
+          d.note("with " + term.sizeValues[i]);
         ok_ = false;
         return std::nullopt;
       }
@@ -263,8 +267,11 @@ void Planner::store(StepBuilder &b, const std::string &name, uint32_t value, Sou
   b.step.instrs.push_back(instr);
   auto [it, inserted] = produced_.try_emplace(name, currentStep_, range);
   if (!inserted) {
-    diags_.error(range, "output '" + name + "' is produced more than once")
-        .note("it is also produced here", it->second.second);
+    if (it->second.second.begin == range.begin)
+      diags_.error(range, "output '" + name + "' is produced by more than one instance of this rule");
+    else
+      diags_.error(range, "output '" + name + "' is produced more than once")
+          .note("it is also produced here", it->second.second);
     ok_ = false;
     return;
   }
@@ -564,8 +571,14 @@ std::optional<Plan> Planner::run() {
   for (const auto &entry : consumed_) {
     if (entry.getValue().size() < 2)
       continue;
-    Diagnostic &d = diags_.error(entry.getValue()[1], "tensor '" + entry.getKey().str() + "' is consumed by more than one rule");
-    d.note("it is also consumed here", entry.getValue()[0]);
+    const SourceRange &first = entry.getValue()[0], &second = entry.getValue()[1];
+    if (first.begin == second.begin) {
+      // One statement, several instances: a loop, a block used twice, or captures.
+      diags_.error(second, "tensor '" + entry.getKey().str() + "' is consumed by more than one instance of this rule");
+    } else {
+      Diagnostic &d = diags_.error(second, "tensor '" + entry.getKey().str() + "' is consumed by more than one rule");
+      d.note("it is also consumed here", first);
+    }
     ok_ = false;
   }
   std::map<std::string, std::vector<std::string>> uncovered;
