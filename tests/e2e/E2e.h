@@ -22,6 +22,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string>
@@ -233,6 +234,7 @@ inline std::string stageSingleFile(const TempDir &tmp, const std::string &name, 
 struct HandTensor {
   TensorMeta meta;
   std::vector<std::string> parts;
+  std::optional<std::vector<uint8_t>> bytes; ///< instead of the parts' bytes
 };
 
 /// Writes `tensors` (bytes taken from `sourcePath`) to `outDir`, with `files` copied from `filesFrom`.
@@ -247,7 +249,7 @@ inline void writeByHand(const std::string &sourcePath, const std::string &outDir
   w.maxShardSize = 200'000;
   auto writer = requireValue(CheckpointWriter::create(metas, w));
   for (size_t i = 0; i < tensors.size(); ++i) {
-    std::vector<uint8_t> bytes;
+    std::vector<uint8_t> bytes = tensors[i].bytes.value_or(std::vector<uint8_t>{});
     for (const std::string &part : tensors[i].parts) {
       const SourceTensor *s = source->find(part);
       REQUIRE_MESSAGE(s != nullptr, "no tensor " << part << " in " << sourcePath);

@@ -154,23 +154,91 @@ TEST_CASE("Qwen3.5-MoE MCore names and shapes") {
   CHECK(t.size() == 103);
 }
 
-TEST_CASE("Qwen3.5-MoE GatedDeltaNet norm is zero-centred in MCore") {
+namespace {
+
+float bf16ToFloat(uint16_t bits) {
+  uint32_t wide = uint32_t(bits) << 16;
+  float f;
+  std::memcpy(&f, &wide, 4);
+  return f;
+}
+
+std::vector<uint16_t> bf16Values(const TensorSource &s, const std::string &name) {
+  auto b = requireValue(s.read(*s.find(name)));
+  std::vector<uint16_t> out(b.size() / 2);
+  std::memcpy(out.data(), b.data(), b.size());
+  return out;
+}
+
+/// The Qwen hub fixture with every GatedDeltaNet output norm set to `values` (BF16 bits); its
+/// own norms are all 1.0, which would not show the affine map at work.
+std::string qwenWithNorms(const TempDir &tmp, const std::vector<uint16_t> &values) {
+  std::string hub = hubDir("qwen3_5_moe");
+  std::vector<HandTensor> tensors;
+  for (const auto &[name, meta] : tensorsOf(hub)) {
+    HandTensor t{meta, {name}, std::nullopt};
+    if (endsWith(name, "linear_attn.norm.weight")) {
+      REQUIRE(meta.numel() == int64_t(values.size()));
+      std::vector<uint8_t> bytes(values.size() * 2);
+      std::memcpy(bytes.data(), values.data(), bytes.size());
+      t = HandTensor{meta, {}, bytes};
+    }
+    tensors.push_back(t);
+  }
+  std::string dir = tmp / "hub";
+  writeByHand(hub, dir, tensors, {"config.json", "generation_config.json"}, hub);
+  return dir;
+}
+
+} // namespace
+
+TEST_CASE("Qwen3.5-MoE GatedDeltaNet norm is zero-centred in MCore and comes back exactly") {
+  // 16 BF16 values spread over [0.5, 2), where x - 1 is exact (Sterbenz): 0x3F00 = 0.5 ... 0x3FF0 = 1.875.
+  std::vector<uint16_t> values;
+  for (uint16_t i = 0; i < 16; ++i)
+    values.push_back(uint16_t(0x3F00 + 0x10 * i));
   TempDir tmp;
-  convertOk(hubDir("qwen3_5_moe"), tmp / "mcore", options("qwen3_5_moe", "hf", "mcore"));
-  auto hf = requireValue(openSafetensors(hubDir("qwen3_5_moe")));
+  std::string hub = qwenWithNorms(tmp, values);
+  convertOk(hub, tmp / "mcore", options("qwen3_5_moe", "hf", "mcore"));
   auto mc = requireValue(openSafetensors(tmp / "mcore"));
-  auto bf16 = [](const TensorBytes &b, size_t i) {
-    uint32_t bits = uint32_t(b.data()[2 * i]) | uint32_t(b.data()[2 * i + 1]) << 8;
-    bits <<= 16;
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return f;
-  };
-  auto a = requireValue(hf->read(*hf->find("model.language_model.layers.0.linear_attn.norm.weight")));
-  auto b = requireValue(mc->read(*mc->find("decoder.layers.0.self_attention.out_norm.weight")));
-  REQUIRE(a.size() == b.size());
-  for (size_t i = 0; i < a.size() / 2; ++i)
-    CHECK(bf16(b, i) == bf16(a, i) - 1.0f);
+  for (int L : {0, 1, 2}) {
+    std::vector<uint16_t> out = bf16Values(*mc, "decoder.layers." + std::to_string(L) + ".self_attention.out_norm.weight");
+    REQUIRE(out.size() == values.size());
+    for (size_t i = 0; i < values.size(); ++i)
+      CHECK(bf16ToFloat(out[i]) == bf16ToFloat(values[i]) - 1.0f);
+  }
+  ConvertOptions back = options("qwen3_5_moe", "mcore", "hf");
+  back.hfBase = hub;
+  convertOk(tmp / "mcore", tmp / "hf", back);
+  E2E_REQUIRE_SAME(hub, tmp / "hf");
+}
+
+TEST_CASE("Qwen3.5-MoE GatedDeltaNet norm: check states the affine map may round, and it does outside [0.5, 2]") {
+  auto c = compileCheckpoint(hubDir("qwen3_5_moe"), options("qwen3_5_moe", "hf", "mcore"));
+  RoundTrip trip = roundTrip(*c);
+  REQUIRE(trip.lossy.size() == 2);
+  CHECK(trip.lossy[0].find("affine (hf -> mcore), 3 steps") != std::string::npos);
+  CHECK(trip.lossy[1].find("affine (mcore -> hf), 3 steps") != std::string::npos);
+
+  // 258 - 1 = 257 needs 9 significant bits; BF16 has 8: it rounds (to even) to 256, and the
+  // way back gives 256 + 1 = 257, rounded to 256 again.
+  std::vector<uint16_t> values(16, 0x3F80); // 1.0
+  values[5] = 0x4381;                       // 258.0
+  TempDir tmp;
+  std::string hub = qwenWithNorms(tmp, values);
+  convertOk(hub, tmp / "mcore", options("qwen3_5_moe", "hf", "mcore"));
+  ConvertOptions back = options("qwen3_5_moe", "mcore", "hf");
+  back.hfBase = hub;
+  convertOk(tmp / "mcore", tmp / "hf", back);
+  DiffResult diff = diffPaths(hub, tmp / "hf");
+  REQUIRE(diff.differences.size() == 3);
+  for (const TensorDiff &d : diff.differences) {
+    CHECK(endsWith(d.name, "linear_attn.norm.weight"));
+    CHECK(d.differingElements == 1);
+    CHECK(d.firstDifference == 5);
+  }
+  auto out = requireValue(openSafetensors(tmp / "hf"));
+  CHECK(bf16ToFloat(bf16Values(*out, "model.language_model.layers.0.linear_attn.norm.weight")[5]) == 256.0f);
 }
 
 TEST_CASE("DeepSeek-V3 MCore names and shapes") {
@@ -295,4 +363,132 @@ TEST_CASE("Megatron-Core's own tensors convert to HF names and shapes with --hf-
       CHECK(std::equal(c.bytes().begin(), c.bytes().end(), d.bytes().begin(), d.bytes().end()));
     }
   }
+}
+
+namespace {
+
+/// Rows [first, first + count) of a 2-D tensor's bytes.
+std::vector<uint8_t> rows(const TensorSource &s, const std::string &name, int64_t first, int64_t count) {
+  const SourceTensor *t = s.find(name);
+  REQUIRE_MESSAGE(t != nullptr, name);
+  REQUIRE(t->meta.shape.size() == 2);
+  REQUIRE(first + count <= t->meta.shape[0]);
+  auto b = requireValue(s.read(*t));
+  size_t row = size_t(t->meta.shape[1]) * dtypeSize(t->meta.dtype);
+  return std::vector<uint8_t>(b.data() + first * row, b.data() + (first + count) * row);
+}
+
+std::vector<uint8_t> all(const TensorSource &s, const std::string &name) {
+  auto b = requireValue(s.read(*s.find(name)));
+  return std::vector<uint8_t>(b.bytes().begin(), b.bytes().end());
+}
+
+void append(std::vector<uint8_t> &to, const std::vector<uint8_t> &from) { to.insert(to.end(), from.begin(), from.end()); }
+
+/// MCore's grouped QKV from HF q/k/v (per group: its q heads, [their gate heads,] its k head,
+/// its v head), built row by row. With `gated`, HF q holds per head d query rows then d gate rows.
+std::vector<uint8_t> expectedQkv(const TensorSource &hf, const std::string &p, int64_t nh, int64_t ng, int64_t d,
+                                 bool gated) {
+  std::vector<uint8_t> out;
+  const int64_t perGroup = nh / ng;
+  for (int64_t g = 0; g < ng; ++g) {
+    for (int64_t h = g * perGroup; h < (g + 1) * perGroup; ++h)
+      append(out, rows(hf, p + "q_proj.weight", gated ? h * 2 * d : h * d, d));
+    if (gated)
+      for (int64_t h = g * perGroup; h < (g + 1) * perGroup; ++h)
+        append(out, rows(hf, p + "q_proj.weight", h * 2 * d + d, d));
+    append(out, rows(hf, p + "k_proj.weight", g * d, d));
+    append(out, rows(hf, p + "v_proj.weight", g * d, d));
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("MCore tensor layouts, byte for byte: grouped QKV, gated QKV, [gate; up], GatedDeltaNet in_proj") {
+  TempDir tmp;
+  SUBCASE("NemotronH: QKV per group, squared-ReLU fc1 is up_proj") {
+    convertOk(hubDir("nemotron_h"), tmp / "mcore", options("nemotron_h", "hf", "mcore"));
+    auto hf = requireValue(openSafetensors(hubDir("nemotron_h")));
+    auto mc = requireValue(openSafetensors(tmp / "mcore"));
+    CHECK(all(*mc, "decoder.layers.2.self_attention.linear_qkv.weight") ==
+          expectedQkv(*hf, "backbone.layers.2.mixer.", 4, 2, 16, false));
+    CHECK(all(*mc, "mtp.layers.0.mtp_model_layer.layers.0.self_attention.linear_qkv.weight") ==
+          expectedQkv(*hf, "mtp.layers.0.mixer.", 4, 2, 16, false));
+    CHECK(all(*mc, "decoder.layers.5.mlp.experts.local_experts.2.linear_fc1.weight") ==
+          all(*hf, "backbone.layers.5.mixer.experts.2.up_proj.weight"));
+    CHECK(all(*mc, "mtp.layers.0.mtp_model_layer.layers.1.mlp.experts.local_experts.3.linear_fc2.weight") ==
+          all(*hf, "mtp.layers.1.mixer.experts.3.down_proj.weight"));
+  }
+  SUBCASE("Qwen3.5-MoE: gated QKV, in_proj = [qkv; z; b; a], fc1 = [gate; up]") {
+    convertOk(hubDir("qwen3_5_moe"), tmp / "mcore", options("qwen3_5_moe", "hf", "mcore"));
+    auto hf = requireValue(openSafetensors(hubDir("qwen3_5_moe")));
+    auto mc = requireValue(openSafetensors(tmp / "mcore"));
+    const std::string lm = "model.language_model.layers.";
+    CHECK(all(*mc, "decoder.layers.3.self_attention.linear_qkv.weight") ==
+          expectedQkv(*hf, lm + "3.self_attn.", 4, 2, 16, true));
+    CHECK(all(*mc, "mtp.layers.0.mtp_model_layer.self_attention.linear_qkv.weight") ==
+          expectedQkv(*hf, "mtp.layers.0.self_attn.", 4, 2, 16, true));
+    std::vector<uint8_t> inProj;
+    for (const char *part : {"in_proj_qkv", "in_proj_z", "in_proj_b", "in_proj_a"})
+      append(inProj, all(*hf, lm + "1.linear_attn." + part + ".weight"));
+    CHECK(all(*mc, "decoder.layers.1.self_attention.in_proj.weight") == inProj);
+    std::vector<uint8_t> fc1 = all(*hf, lm + "2.mlp.experts.3.gate_proj.weight");
+    append(fc1, all(*hf, lm + "2.mlp.experts.3.up_proj.weight"));
+    CHECK(all(*mc, "decoder.layers.2.mlp.experts.local_experts.3.linear_fc1.weight") == fc1);
+    std::vector<uint8_t> shared = all(*hf, lm + "0.mlp.shared_expert.gate_proj.weight");
+    append(shared, all(*hf, lm + "0.mlp.shared_expert.up_proj.weight"));
+    CHECK(all(*mc, "decoder.layers.0.mlp.shared_experts.linear_fc1.weight") == shared);
+    CHECK(all(*mc, "mtp.layers.0.eh_proj.weight") == all(*hf, "mtp.fc.weight"));
+  }
+  SUBCASE("MiniMax-M3: QKV per group, expert fc1 = [w1; w3], dense fc1 = [gate; up]") {
+    convertOk(hubDir("minimax_m3"), tmp / "mcore", options("minimax_m3", "hf", "mcore"));
+    auto hf = requireValue(openSafetensors(hubDir("minimax_m3")));
+    auto mc = requireValue(openSafetensors(tmp / "mcore"));
+    const std::string lm = "language_model.model.layers.";
+    CHECK(all(*mc, "decoder.layers.1.self_attention.linear_qkv.weight") ==
+          expectedQkv(*hf, lm + "1.self_attn.", 4, 2, 16, false));
+    std::vector<uint8_t> fc1 = all(*hf, lm + "2.block_sparse_moe.experts.1.w1.weight");
+    append(fc1, all(*hf, lm + "2.block_sparse_moe.experts.1.w3.weight"));
+    CHECK(all(*mc, "decoder.layers.2.mlp.experts.local_experts.1.linear_fc1.weight") == fc1);
+    CHECK(all(*mc, "decoder.layers.2.mlp.experts.local_experts.1.linear_fc2.weight") ==
+          all(*hf, lm + "2.block_sparse_moe.experts.1.w2.weight"));
+    std::vector<uint8_t> dense = all(*hf, lm + "0.block_sparse_moe.gate_proj.weight");
+    append(dense, all(*hf, lm + "0.block_sparse_moe.up_proj.weight"));
+    CHECK(all(*mc, "decoder.layers.0.mlp.linear_fc1.weight") == dense);
+  }
+  SUBCASE("DeepSeek-V3: MLA renames, dense and expert fc1 = [gate; up]") {
+    convertOk(hubDir("deepseek_v3"), tmp / "mcore", options("deepseek_v3", "hf", "mcore"));
+    auto hf = requireValue(openSafetensors(hubDir("deepseek_v3")));
+    auto mc = requireValue(openSafetensors(tmp / "mcore"));
+    CHECK(all(*mc, "decoder.layers.1.self_attention.linear_kv_down_proj.weight") ==
+          all(*hf, "model.layers.1.self_attn.kv_a_proj_with_mqa.weight"));
+    CHECK(all(*mc, "decoder.layers.1.self_attention.linear_q_up_proj.weight") ==
+          all(*hf, "model.layers.1.self_attn.q_b_proj.weight"));
+    std::vector<uint8_t> dense = all(*hf, "model.layers.0.mlp.gate_proj.weight");
+    append(dense, all(*hf, "model.layers.0.mlp.up_proj.weight"));
+    CHECK(all(*mc, "decoder.layers.0.mlp.linear_fc1.weight") == dense);
+    std::vector<uint8_t> fc1 = all(*hf, "model.layers.3.mlp.experts.0.gate_proj.weight");
+    append(fc1, all(*hf, "model.layers.3.mlp.experts.0.up_proj.weight"));
+    CHECK(all(*mc, "mtp.layers.0.mtp_model_layer.mlp.experts.local_experts.0.linear_fc1.weight") == fc1);
+    CHECK(all(*mc, "mtp.layers.0.final_layernorm.weight") == all(*hf, "model.layers.3.shared_head.norm.weight"));
+  }
+}
+
+TEST_CASE("stacked experts in MCore are the per-expert tensors, one after another") {
+  TempDir tmp;
+  ConvertOptions o = options("deepseek_v3", "hf", "mcore");
+  o.bind.variants["experts"] = "stacked";
+  convertOk(hubDir("deepseek_v3"), tmp / "mcore", o);
+  auto hf = requireValue(openSafetensors(hubDir("deepseek_v3")));
+  auto mc = requireValue(openSafetensors(tmp / "mcore"));
+  std::vector<uint8_t> fc1, fc2;
+  for (int e = 0; e < 4; ++e) {
+    std::string p = "model.layers.2.mlp.experts." + std::to_string(e) + ".";
+    append(fc1, all(*hf, p + "gate_proj.weight"));
+    append(fc1, all(*hf, p + "up_proj.weight"));
+    append(fc2, all(*hf, p + "down_proj.weight"));
+  }
+  CHECK(all(*mc, "decoder.layers.2.mlp.experts.experts.linear_fc1.weight") == fc1);
+  CHECK(all(*mc, "decoder.layers.2.mlp.experts.experts.linear_fc2.weight") == fc2);
 }

@@ -228,7 +228,7 @@ std::vector<HandTensor> respell(const std::map<std::string, TensorMeta> &local, 
       n = replaceAll(n, ".mtp_model_layer.", ".transformer_layer.");
     TensorMeta t = meta;
     t.name = n;
-    out.push_back({t, {name}});
+    out.push_back({t, {name}, std::nullopt});
   }
   for (const auto &[key, parts] : stacks) {
     const TensorMeta &first = local.at(parts.begin()->second);
@@ -237,7 +237,7 @@ std::vector<HandTensor> respell(const std::map<std::string, TensorMeta> &local, 
     if (s.transformerLayer)
       t.name = replaceAll(t.name, ".mtp_model_layer.", ".transformer_layer.");
     t.shape.insert(t.shape.begin(), int64_t(parts.size()));
-    HandTensor h{t, {}};
+    HandTensor h{t, {}, std::nullopt};
     int next = 0;
     for (const auto &[e, part] : parts) {
       REQUIRE(e == next++);
