@@ -106,7 +106,7 @@ TEST_CASE("hf -> mcore -> hf is byte-identical and a valid HF checkpoint") {
     CHECK(provenance["to"] == "mcore");
     CHECK(tensorsOf(tmp / "mcore").size() == out.plan.outputs.size());
 
-    // The way back with no direction or rulebook: both are recorded in the MCore output.
+    // The way back names the rulebook by family and no variant: the MCore output records them.
     ConvertOptions back;
     back.bind.from = "mcore";
     back.bind.to = "hf";

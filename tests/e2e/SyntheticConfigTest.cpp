@@ -412,6 +412,7 @@ void requireFailure(const std::string &family, const Synthetic &s, const std::ve
                     const std::string &to = "mcore") {
   Outcome o = compileSynthetic(family, s, to);
   REQUIRE_MESSAGE(!o.plan.has_value(), "compiled, but should not have");
+  // E2E_SHOW_ERRORS=1 prints the full diagnostics, to see what a case reports.
   if (std::getenv("E2E_SHOW_ERRORS"))
     MESSAGE(o.errors);
   for (const std::string &text : texts)
