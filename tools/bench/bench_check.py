@@ -30,13 +30,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def timed(cmd):
     """Runs cmd; returns (wall s, cpu s, peak RSS MiB, exit status, output)."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    out = p.stdout.read().decode(errors="replace")
-    p.stdout.close()
-    p.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile() as log:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        out = log.read().decode(errors="replace")
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, p.returncode, out
 
 

@@ -93,49 +93,63 @@ def default_dense(layers):
     return min(1, layers - 1)
 
 
+HIDDEN_LADDER = (7168, 5120, 4096, 3072, 2048, 1024, 512, 256)
+
+
 def build_config(hidden=None, layers=None, experts=None, vocab=None, dense=None, mtp=None,
                  size=None, fp8=False):
     """Model dimensions (dict of config.json names). Unset counts come from the real model,
     or, with size (bytes), are reduced until the checkpoint fits: vocabulary first (the
     embeddings, output heads and their MTP copies take at most ~10%), then layers and routed
-    experts, keeping every tensor's shape real for the chosen hidden size."""
-    cfg = scaled_dims(hidden or REAL["hidden_size"])
+    experts, keeping every tensor's shape real; the hidden size shrinks (with the widths
+    that follow it) only when two layers of the real width do not fit."""
+    if size is None:
+        cfg = _base(hidden or REAL["hidden_size"], vocab, mtp, fp8)
+        L = layers if layers is not None else REAL["num_hidden_layers"]
+        E = experts if experts is not None else REAL["n_routed_experts"]
+        d = dense if dense is not None else (
+            REAL["first_k_dense_replace"] if L == REAL["num_hidden_layers"] else default_dense(L))
+        return _counts(cfg, L, E, d)
+    best = None
+    for h in [hidden] if hidden else HIDDEN_LADDER:
+        cfg = _base(h, vocab, mtp, fp8)
+        if vocab is None:
+            row = (2 + 2 * cfg["num_nextn_predict_layers"]) * h * 2
+            cfg["vocab_size"] = max(256, min(REAL["vocab_size"], int(0.1 * size / row) // 128 * 128))
+        best = _fit_counts(cfg, size, layers, experts, dense)
+        if total_bytes(best) <= size:
+            break
+    return best
+
+
+def _base(hidden, vocab, mtp, fp8):
+    cfg = scaled_dims(hidden)
     cfg["fp8"] = fp8
     if mtp is not None:
         cfg["num_nextn_predict_layers"] = mtp
     if vocab is not None:
         cfg["vocab_size"] = vocab
+    return cfg
 
-    def with_counts(L, E, d=None):
-        c = dict(cfg)
-        c["num_hidden_layers"] = L
-        c["n_routed_experts"] = E
-        c["first_k_dense_replace"] = (dense if dense is not None else
-                                      d if d is not None else default_dense(L))
-        return c
 
-    if size is None:
-        L = layers if layers is not None else REAL["num_hidden_layers"]
-        E = experts if experts is not None else REAL["n_routed_experts"]
-        d = REAL["first_k_dense_replace"] if L == REAL["num_hidden_layers"] else None
-        return finish(with_counts(L, E, d))
+def _counts(cfg, L, E, dense=None):
+    c = dict(cfg, num_hidden_layers=L, n_routed_experts=E)
+    c["first_k_dense_replace"] = default_dense(L) if dense is None else dense
+    return finish(c)
 
-    if vocab is None:
-        copies = 2 + 2 * cfg["num_nextn_predict_layers"]
-        row = copies * cfg["hidden_size"] * 2
-        cfg["vocab_size"] = max(256, min(REAL["vocab_size"], int(0.1 * size / row) // 128 * 128))
-    layer_choices = [layers] if layers is not None else range(REAL["num_hidden_layers"], 1, -1)
-    expert_choices = [experts] if experts is not None else EXPERT_CHOICES
-    for E in expert_choices:
-        for L in layer_choices:
-            c = finish(with_counts(L, E))
-            if total_bytes(c) <= size and (L >= 4 or layers is not None):
+
+def _fit_counts(cfg, size, layers, experts, dense):
+    """The most layers (at least 4), for the most experts of EXPERT_CHOICES, that fit; else
+    two layers with as many experts as fit (at least one)."""
+    for E in [experts] if experts else EXPERT_CHOICES:
+        for L in [layers] if layers else range(REAL["num_hidden_layers"], 3, -1):
+            c = _counts(cfg, L, E, dense)
+            if total_bytes(c) <= size:
                 return c
-    # Too small for 4 layers: two layers (one dense, one MoE) and as many experts as fit.
-    L = layers if layers is not None else 2
-    best = finish(with_counts(L, 1))
-    for E in range(1, (experts or REAL["n_routed_experts"]) + 1):
-        c = finish(with_counts(L, E))
+    L = layers or 2
+    best = _counts(cfg, L, 1, dense)
+    for E in range(2, (experts or REAL["n_routed_experts"]) + 1):
+        c = _counts(cfg, L, E, dense)
         if total_bytes(c) > size:
             break
         best = c
