@@ -326,6 +326,11 @@ def bench(a, tmp):
                 re_ = rd = "     -"
             print(f"{cache:<5} {modes[m][0]:<20} | {te:9.2f} {in_bytes / te / 1e9:6.2f} {re_} | "
                   f"{td:9.2f} {in_bytes / td / 1e9:6.2f} {rd} | {cpu:6.2f}")
+    print("each run, seconds to exit / on disk:")
+    for cache in [c for c in a.cache.split(",") if c]:
+        for m in selected:
+            runs = " ".join(f"{x[0]:.2f}/{x[1]:.2f}" for x in results[(cache, m)])
+            print(f"  {cache:<5} {m:<7} {runs}")
     return 0
 
 
