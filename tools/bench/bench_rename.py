@@ -7,7 +7,7 @@ data and real tensor shapes (synth.py), then times, alternating, for each cache 
   mcore    ckptmap run --from hf --to mcore IN OUT   (rulebooks/deepseek_v3.rules: renames,
            gated fuses of the MLPs and experts, MTP copies compared and dropped: byte moves)
   rename   ckptmap run tools/bench/rename.rules ...  (every tensor renamed, nothing else)
-Cache states:
+Cache states (each repeat rotates the order of the modes):
   warm   the input files are read once before each timed run (in the page cache)
   cold   outputs synced, then the input evicted before each timed run: `echo 3 >
          /proc/sys/vm/drop_caches` where permitted, else posix_fadvise(DONTNEED) on every
@@ -283,7 +283,8 @@ def bench(a, tmp):
     out = os.path.join(tmp, "out")
     for cache in [c for c in a.cache.split(",") if c]:
         for r in range(a.repeat):
-            for m in selected:
+            # Rotate the order so that no mode always runs right after the same other one.
+            for m in selected[r % len(selected):] + selected[:r % len(selected)]:
                 label, cmd, exp, sources = modes[m]
                 shutil.rmtree(out, ignore_errors=True)
                 os.sync()
