@@ -225,7 +225,7 @@ def main():
     ap.add_argument("--max-shard-size", type=synth.parse_size, default=10**9, metavar="SIZE",
                     help="shard size of the input and of ckptmap's output (default 1GB)")
     ap.add_argument("-j", "--threads", type=int, help="ckptmap worker threads (default: its own)")
-    synth.add_model_args(ap)
+    synth.add_model_args(ap, "input model (default: --size-gb 4 of real tensor shapes)")
     ap.set_defaults(size_gb=4.0)
     a = ap.parse_args()
     if not os.access(a.ckptmap, os.X_OK):

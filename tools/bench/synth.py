@@ -419,8 +419,8 @@ def describe(c, max_shard):
             f"{len(tl)} tensors, {total / 1e9:.2f} GB in {shards} shard(s)")
 
 
-def add_model_args(ap):
-    g = ap.add_argument_group("model (default: the real 671B configuration)")
+def add_model_args(ap, title="model (default: the real 671B configuration)"):
+    g = ap.add_argument_group(title)
     g.add_argument("--hidden", type=int, help="hidden size; other widths scale with it")
     g.add_argument("--layers", type=int, help="decoder layers (num_hidden_layers)")
     g.add_argument("--dense", type=int, help="first_k_dense_replace")
