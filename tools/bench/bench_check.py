@@ -10,7 +10,8 @@ Each is checked --repeat times (after one untimed run, so headers are in the pag
 `ckptmap inspect` (reading and validating the headers only) is timed alongside as the floor.
 Prints wall seconds (best and median), CPU seconds, peak memory and the exit status.
 Goal: check < 1 s for the full model. With --perf, records the check with `perf` and prints
-the functions where the time goes (inclusive and self).
+the functions where the time goes (inclusive and self). --max-shard-size 100TB writes one
+file: costs that grow faster than linearly with the tensors per file show up there.
 """
 
 import argparse
