@@ -211,6 +211,12 @@ def compile_plan(ckptmap, rulebook, inp, path):
         return json.load(f)
 
 
+def run_command(ckptmap, rulebook, inp, opts):
+    """OUT -> the ckptmap run command line."""
+    rb = [rulebook] if rulebook else []
+    return lambda out: [ckptmap, "run"] + rb + ["--from", "hf", "--to", "mcore", inp, out] + opts
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -270,9 +276,7 @@ def bench(a, tmp):
             steps[s["summary"]] = steps.get(s["summary"], 0) + 1
         print(f"{key}: plan {len(plan['inputs'])} -> {len(plan['outputs'])} tensors, steps "
               + ", ".join(f"{k} {v}" for k, v in sorted(steps.items())))
-        cmd = (lambda rb: lambda o: [a.ckptmap, "run"] + ([rb] if rb else []) +
-               ["--from", "hf", "--to", "mcore", inp, o] + run_opts)(rb)
-        modes[key] = (label, cmd, exp, byte_sources(plan))
+        modes[key] = (label, run_command(a.ckptmap, rb, inp, run_opts), exp, byte_sources(plan))
     selected = [m for m in a.modes.split(",") if m]
     for m in selected:
         if m not in modes:
