@@ -17,7 +17,7 @@ namespace {
 
 constexpr const char *kMetaModule = "torch.distributed.checkpoint.metadata";
 
-std::string join(const std::string &dir, llvm::StringRef name) {
+std::string pathJoin(const std::string &dir, llvm::StringRef name) {
   llvm::SmallString<256> p(dir);
   llvm::sys::path::append(p, name);
   return std::string(p);
@@ -176,7 +176,7 @@ llvm::Expected<std::unique_ptr<TorchDistSource>> TorchDistSource::open(const std
   std::unique_ptr<TorchDistSource> src(new TorchDistSource());
   src->root_ = dir;
   src->options_ = options;
-  const std::string metaPath = join(dir, ".metadata");
+  const std::string metaPath = pathJoin(dir, ".metadata");
   auto metaBuf = llvm::MemoryBuffer::getFile(metaPath, false, false);
   if (!metaBuf)
     return makeError(metaPath + ": cannot read: " + metaBuf.getError().message());
@@ -193,7 +193,7 @@ llvm::Expected<std::unique_ptr<TorchDistSource>> TorchDistSource::open(const std
       const DistPiece &p = c.piece;
       auto it = src->files_.find(p.file);
       if (it == src->files_.end()) {
-        std::string full = join(dir, p.file);
+        std::string full = pathJoin(dir, p.file);
         if (!llvm::sys::fs::exists(full))
           return makeError(full + ": missing; " + metaPath + " stores '" + e.key + "' in it");
         auto mapped = MappedFile::open(full);
@@ -231,14 +231,14 @@ llvm::Expected<std::unique_ptr<TorchDistSource>> TorchDistSource::open(const std
 }
 
 std::string TorchDistSource::label(const DistPiece &piece) const {
-  return join(root_, piece.file) + " bytes [" + std::to_string(piece.offset) + ", " +
+  return pathJoin(root_, piece.file) + " bytes [" + std::to_string(piece.offset) + ", " +
          std::to_string(piece.offset + piece.length) + ")";
 }
 
 llvm::Expected<llvm::ArrayRef<uint8_t>> TorchDistSource::pieceBytes(const DistPiece &piece) const {
   auto it = files_.find(piece.file);
   if (it == files_.end())
-    return makeError(join(root_, piece.file) + ": not a file of this checkpoint");
+    return makeError(pathJoin(root_, piece.file) + ": not a file of this checkpoint");
   llvm::ArrayRef<uint8_t> all = it->second->bytes();
   if (piece.offset > all.size() || piece.length > all.size() - piece.offset)
     return makeError(label(piece) + ": runs past the end of the file");
