@@ -141,6 +141,8 @@ llvm::Expected<TorchDistIndex> parseDistMetadata(llvm::ArrayRef<uint8_t> bytes, 
       return fail(where + ": chunk stored twice");
     seen[it->second][chunk] = true;
     e.chunks[chunk].piece = DistPiece{relPath.str(), uint64_t(off->integer), uint64_t(len->integer)};
+    if (const PyValue *hint = k->get("index"); hint && hint->is(PyKind::Int))
+      e.chunks[chunk].storageIndex = hint->integer;
     index.storageOrder.emplace_back(it->second, chunk);
   }
   for (size_t i = 0; i < index.entries.size(); ++i)

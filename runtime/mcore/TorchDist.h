@@ -30,6 +30,9 @@ struct DistPiece {
 struct DistChunk {
   Box box; ///< global offsets and sizes (empty for a bytes entry)
   DistPiece piece;
+  /// MetadataIndex.index of its stored item: a lookup hint torch records for some chunks
+  /// (several chunks of one tensor in one rank's state dict); kept to rewrite it unchanged.
+  std::optional<int64_t> storageIndex;
 };
 
 /// One key of `.metadata`'s state_dict_metadata.

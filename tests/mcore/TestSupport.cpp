@@ -59,7 +59,10 @@ ScratchDir::ScratchDir(const std::string &name) {
   REQUIRE(!llvm::sys::fs::create_directories(path_));
 }
 
-ScratchDir::~ScratchDir() { llvm::sys::fs::remove_directories(path_); }
+ScratchDir::~ScratchDir() {
+  if (!getenv("CKPTMAP_KEEP_SCRATCH"))
+    llvm::sys::fs::remove_directories(path_);
+}
 
 void copyTree(const std::string &from, const std::string &to) {
   REQUIRE(!llvm::sys::fs::create_directories(to));
