@@ -4,6 +4,7 @@
 
 #include "llvm/ADT/DenseMap.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -165,9 +166,9 @@ public:
     const size_t n = out_.bytes_.size();
     pos_ = 0;
     while (true) {
+      opPos_ = pos_;
       if (pos_ >= n)
         return fail("ends without STOP (truncated?)");
-      opPos_ = pos_;
       uint8_t op = b[pos_++];
       if (!accepted(op)) {
         if (const char *name = pythonOpcodeName(op))
@@ -685,7 +686,8 @@ void quote(std::string &out, llvm::StringRef s, char prefix) {
   out += '\'';
 }
 
-void repr(std::string &out, const PyValue &v, unsigned depth, size_t maxLength) {
+void repr(std::string &out, const PyValue &v, unsigned depth, size_t maxLength,
+          std::vector<const PyValue *> &open) {
   if (out.size() > maxLength) {
     return;
   }
@@ -693,8 +695,17 @@ void repr(std::string &out, const PyValue &v, unsigned depth, size_t maxLength) 
     out += "...";
     return;
   }
-  auto seq = [&](llvm::ArrayRef<PyValue *> items, const char *open, const char *close, bool trailingComma) {
-    out += open;
+  if (std::find(open.begin(), open.end(), &v) != open.end()) { // a container inside itself
+    out += v.kind == PyKind::List ? "[...]" : v.kind == PyKind::Dict ? "{...}" : "...";
+    return;
+  }
+  open.push_back(&v);
+  struct Pop {
+    std::vector<const PyValue *> &open;
+    ~Pop() { open.pop_back(); }
+  } pop{open};
+  auto seq = [&](llvm::ArrayRef<PyValue *> items, const char *openText, const char *closeText, bool trailingComma) {
+    out += openText;
     for (size_t i = 0; i < items.size(); ++i) {
       if (i)
         out += ", ";
@@ -702,11 +713,11 @@ void repr(std::string &out, const PyValue &v, unsigned depth, size_t maxLength) 
         out += "...";
         break;
       }
-      repr(out, *items[i], depth - 1, maxLength);
+      repr(out, *items[i], depth - 1, maxLength, open);
     }
     if (trailingComma && items.size() == 1)
       out += ",";
-    out += close;
+    out += closeText;
   };
   switch (v.kind) {
   case PyKind::None: out += "None"; return;
@@ -735,9 +746,9 @@ void repr(std::string &out, const PyValue &v, unsigned depth, size_t maxLength) 
         out += "...";
         break;
       }
-      repr(out, *v.items[i], depth - 1, maxLength);
+      repr(out, *v.items[i], depth - 1, maxLength, open);
       out += ": ";
-      repr(out, *v.items[i + 1], depth - 1, maxLength);
+      repr(out, *v.items[i + 1], depth - 1, maxLength, open);
     }
     out += v.ordered ? "})" : "}";
     return;
@@ -754,13 +765,13 @@ void repr(std::string &out, const PyValue &v, unsigned depth, size_t maxLength) 
     seq(v.items, "(", ")", false);
     if (v.state) {
       out += " with state ";
-      repr(out, *v.state, depth - 1, maxLength);
+      repr(out, *v.state, depth - 1, maxLength, open);
     }
     return;
   }
   case PyKind::PersistentId:
     out += "persistent_id(";
-    repr(out, *v.state, depth - 1, maxLength);
+    repr(out, *v.state, depth - 1, maxLength, open);
     out += ")";
     return;
   }
@@ -770,7 +781,8 @@ void repr(std::string &out, const PyValue &v, unsigned depth, size_t maxLength) 
 
 std::string pyRepr(const PyValue &value, unsigned maxDepth, size_t maxLength) {
   std::string out;
-  repr(out, value, maxDepth, maxLength);
+  std::vector<const PyValue *> open;
+  repr(out, value, maxDepth, maxLength, open);
   return out;
 }
 

@@ -93,7 +93,7 @@ llvm::Expected<TorchDistIndex> parseDistMetadata(llvm::ArrayRef<uint8_t> bytes, 
         auto sz = asSize(c->isObjectOf(kMetaModule, "ChunkStorageMetadata") ? c->get("sizes") : nullptr);
         if (!off || !sz)
           return fail(where + ": malformed chunk " + pyRepr(*c, 3, 200));
-        e.chunks.push_back(DistChunk{Box{*off, *sz}, {}});
+        e.chunks.push_back(DistChunk{Box{*off, *sz}, {}, std::nullopt});
       }
     } else {
       return fail(where + ": unexpected " + pyRepr(*v, 2, 200));

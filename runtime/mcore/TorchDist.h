@@ -57,6 +57,9 @@ struct TorchDistIndex {
 
 /// Parses a `.metadata` pickle. `label` names the file in errors.
 llvm::Expected<TorchDistIndex> parseDistMetadata(llvm::ArrayRef<uint8_t> bytes, const std::string &label);
+/// The `.metadata` pickle of an index, emitted as torch.distributed.checkpoint's coordinator
+/// pickles it (protocol 4): parseDistMetadata's inverse, byte for byte on Megatron's files.
+std::vector<uint8_t> encodeDistMetadata(const TorchDistIndex &index);
 
 class TorchDistSource final : public TensorSource {
 public:

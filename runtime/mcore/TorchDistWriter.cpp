@@ -376,26 +376,8 @@ llvm::Error TorchDistWriter::write(llvm::StringRef key, llvm::ArrayRef<uint8_t> 
   return llvm::Error::success();
 }
 
-std::vector<uint8_t> TorchDistWriter::metadataPickle() const {
+std::vector<uint8_t> encodeDistMetadata(const TorchDistIndex &index) {
   MetadataPickler m;
-  std::string saveId;
-  if (options_.saveId) {
-    saveId = *options_.saveId;
-  } else { // derived from the layout, so equal inputs give equal bytes
-    uint64_t h1 = 0xcbf29ce484222325ull, h2 = 0x84222325cbf29ce4ull;
-    for (size_t r = 0; r < ranks_.size(); ++r)
-      for (const Stored &s : ranks_[r].stored) {
-        std::string item = entries_[s.entry].key + "|" + std::to_string(s.chunk) + "|" + std::to_string(r) + "|" +
-                           std::to_string(s.offset) + "|" + std::to_string(s.length) + "\n";
-        h1 = fnv1a(item, h1);
-        h2 = fnv1a(item, h2 ^ 0x9e3779b97f4a7c15ull);
-      }
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%08x-%04x-4%03x-8%03x-%012llx", unsigned(h1 >> 32), unsigned(h1 >> 16) & 0xffff,
-                  unsigned(h1) & 0xfff, unsigned(h2 >> 52) & 0xfff, (unsigned long long)(h2 & 0xffffffffffffull));
-    saveId = buf;
-  }
-
   auto chunkObject = [&](const Box &b) {
     m.newObject(kMetaModule, "ChunkStorageMetadata");
     m.dict(2, [&](size_t i) {
@@ -423,21 +405,14 @@ std::vector<uint8_t> TorchDistWriter::metadataPickle() const {
     m.build();
     m.endObject();
   };
-  std::vector<const Stored *> storage;
-  std::vector<size_t> storageRank;
-  for (size_t r = 0; r < ranks_.size(); ++r)
-    for (const Stored &s : ranks_[r].stored) {
-      storage.push_back(&s);
-      storageRank.push_back(r);
-    }
 
   m.newObject(kMetaModule, "Metadata");
   m.dict(5, [&](size_t field) {
     switch (field) {
     case 0:
       m.attr("state_dict_metadata");
-      m.dict(entries_.size(), [&](size_t i) {
-        const DistWriteEntry &e = entries_[i];
+      m.dict(index.entries.size(), [&](size_t i) {
+        const DistEntry &e = index.entries[i];
         m.str("plan", e.key);
         if (!e.isTensor) {
           m.newObject(kMetaModule, "BytesStorageMetadata");
@@ -454,7 +429,7 @@ std::vector<uint8_t> TorchDistWriter::metadataPickle() const {
             m.size(e.shape);
           } else {
             m.attr("chunks");
-            m.list(e.chunks.size(), [&](size_t c) { chunkObject(e.chunks[c]); });
+            m.list(e.chunks.size(), [&](size_t c) { chunkObject(e.chunks[c].box); });
           }
         });
         m.build();
@@ -467,10 +442,12 @@ std::vector<uint8_t> TorchDistWriter::metadataPickle() const {
       break;
     case 2:
       m.attr("storage_data");
-      m.dict(storage.size(), [&](size_t i) {
-        const Stored &s = *storage[i];
-        const DistWriteEntry &e = entries_[s.entry];
-        const std::string scope = "rank" + std::to_string(storageRank[i]);
+      m.dict(index.storageOrder.size(), [&](size_t i) {
+        const DistEntry &e = index.entries[index.storageOrder[i].first];
+        const DistChunk &c = e.chunks[index.storageOrder[i].second];
+        // Each rank's results reach the coordinator as their own objects: strings are
+        // shared within one file's items, not across files.
+        const std::string scope = "file:" + c.piece.file;
         m.newObject(kMetaModule, "MetadataIndex");
         m.dict(e.isTensor ? 3 : 2, [&](size_t f) {
           if (f == 0) {
@@ -478,13 +455,13 @@ std::vector<uint8_t> TorchDistWriter::metadataPickle() const {
             m.str(scope, e.key);
           } else if (f == 1) {
             m.attr("index");
-            if (s.chunk < e.chunkIndex.size() && e.chunkIndex[s.chunk])
-              m.integer(*e.chunkIndex[s.chunk]);
+            if (c.storageIndex)
+              m.integer(*c.storageIndex);
             else
               m.none();
           } else {
             m.attr("offset");
-            m.size(e.chunks[s.chunk].offsets);
+            m.size(c.box.offsets);
           }
         });
         m.build();
@@ -493,13 +470,13 @@ std::vector<uint8_t> TorchDistWriter::metadataPickle() const {
         m.dict(3, [&](size_t f) {
           if (f == 0) {
             m.attr("relative_path");
-            m.str(scope, "__" + std::to_string(storageRank[i]) + "_0.distcp");
+            m.str(scope, c.piece.file);
           } else if (f == 1) {
             m.attr("offset");
-            m.integer(int64_t(s.offset));
+            m.integer(int64_t(c.piece.offset));
           } else {
             m.attr("length");
-            m.integer(int64_t(s.length));
+            m.integer(int64_t(c.piece.length));
           }
         });
         m.build();
@@ -512,13 +489,16 @@ std::vector<uint8_t> TorchDistWriter::metadataPickle() const {
       m.dict(4, [&](size_t f) {
         if (f == 0) {
           m.attr("checkpoint_id");
-          if (options_.checkpointId)
-            m.str("meta", *options_.checkpointId);
+          if (index.checkpointId)
+            m.str("meta", *index.checkpointId);
           else
             m.none();
         } else if (f == 1) {
           m.attr("save_id");
-          m.str("meta", saveId);
+          if (index.saveId)
+            m.str("meta", *index.saveId);
+          else
+            m.none();
         } else if (f == 2) {
           m.attr("load_id");
           m.none();
@@ -532,13 +512,55 @@ std::vector<uint8_t> TorchDistWriter::metadataPickle() const {
       break;
     case 4:
       m.attr("version");
-      m.str("version", "1.0.0");
+      m.str("version", index.version.empty() ? "1.0.0" : index.version);
       break;
     }
   });
   m.build();
   m.endObject();
   return m.p.finish();
+}
+
+std::vector<uint8_t> TorchDistWriter::metadataPickle() const {
+  TorchDistIndex index;
+  index.checkpointId = options_.checkpointId;
+  index.version = "1.0.0";
+  for (const DistWriteEntry &w : entries_) {
+    DistEntry e;
+    e.key = w.key;
+    e.isTensor = w.isTensor;
+    e.dtype = w.dtype;
+    e.shape = w.shape;
+    for (size_t c = 0; c < w.chunks.size(); ++c) {
+      DistChunk chunk;
+      chunk.box = w.chunks[c];
+      if (c < w.chunkIndex.size())
+        chunk.storageIndex = w.chunkIndex[c];
+      e.chunks.push_back(std::move(chunk));
+    }
+    index.entries.push_back(std::move(e));
+  }
+  // storage_data: each rank's items in the order it wrote them, rank by rank.
+  uint64_t h1 = 0xcbf29ce484222325ull, h2 = 0x84222325cbf29ce4ull;
+  for (size_t r = 0; r < ranks_.size(); ++r)
+    for (const Stored &s : ranks_[r].stored) {
+      DistPiece &piece = index.entries[s.entry].chunks[s.chunk].piece;
+      piece = DistPiece{"__" + std::to_string(r) + "_0.distcp", s.offset, s.length};
+      index.storageOrder.emplace_back(s.entry, s.chunk);
+      std::string item = entries_[s.entry].key + "|" + std::to_string(s.chunk) + "|" + piece.file + "|" +
+                         std::to_string(s.offset) + "|" + std::to_string(s.length) + "\n";
+      h1 = fnv1a(item, h1);
+      h2 = fnv1a(item, h2 ^ 0x9e3779b97f4a7c15ull);
+    }
+  if (options_.saveId) {
+    index.saveId = options_.saveId;
+  } else { // derived from the layout, so equal inputs give equal bytes
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%08x-%04x-4%03x-8%03x-%012llx", unsigned(h1 >> 32), unsigned(h1 >> 16) & 0xffff,
+                  unsigned(h1) & 0xfff, unsigned(h2 >> 52) & 0xfff, (unsigned long long)(h2 & 0xffffffffffffull));
+    index.saveId = std::string(buf);
+  }
+  return encodeDistMetadata(index);
 }
 
 llvm::Error TorchDistWriter::finish() {

@@ -49,6 +49,9 @@ std::string errorText(llvm::Error err);
 template <typename T> std::string errorText(llvm::Expected<T> &value) {
   return value ? std::string() : errorText(value.takeError());
 }
+template <typename T> std::string errorText(llvm::Expected<T> &&value) {
+  return value ? std::string() : errorText(value.takeError());
+}
 
 /// TEST-ONLY: the in-memory (local spec) tensors a torch_dist key stands for. In the product
 /// this correspondence belongs in rulebooks; the tests only need it to compare a torch_dist

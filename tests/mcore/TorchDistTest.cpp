@@ -6,6 +6,8 @@
 #include "runtime/mcore/Format.h"
 #include "runtime/mcore/TorchDist.h"
 
+#include "llvm/Support/FileSystem.h"
+
 using namespace ckptmap;
 using namespace ckptmap::mcore;
 using namespace ckptmap::mcore::test;
@@ -78,4 +80,136 @@ TEST_CASE("format detection") {
   CHECK(errorText(none) == fixture("deepseek_v3/hf_config") +
                                ": not a checkpoint: no metadata.json (torch_dist), "
                                "latest_checkpointed_iteration.txt or mp_rank_* (legacy), or *.safetensors");
+}
+
+TEST_CASE(".metadata: parse then encode gives Megatron-Core's bytes back") {
+  for (const char *dir : {"minimax_m3_text/tp1", "minimax_m3_text/tp2_ep2", "deepseek_v3/tp1", "deepseek_v3/tp2_ep2"}) {
+    INFO(dir);
+    std::vector<uint8_t> bytes = readFile(fixture(std::string(dir) + "/torch_dist/.metadata"));
+    auto index = parseDistMetadata(bytes, "x");
+    REQUIRE_MESSAGE(index, errorText(index.takeError()));
+    CHECK(encodeDistMetadata(*index) == bytes);
+  }
+}
+
+namespace {
+
+/// A copy of a fixture's torch_dist directory whose .metadata is rewritten by `edit`.
+void withEditedMetadata(const ScratchDir &dir, const std::string &from, void (*edit)(TorchDistIndex &)) {
+  copyTree(fixture(from), dir / "td");
+  auto index = parseDistMetadata(readFile(dir / "td/.metadata"), "x");
+  REQUIRE(index);
+  edit(*index);
+  writeFile(dir / "td/.metadata", encodeDistMetadata(*index));
+}
+
+DistEntry &entry(TorchDistIndex &index, const std::string &key) {
+  for (DistEntry &e : index.entries)
+    if (e.key == key)
+      return e;
+  FAIL("no " << key);
+  return index.entries.front();
+}
+
+std::string readError(const std::string &dir, const std::string &key) {
+  auto src = TorchDistSource::open(dir);
+  REQUIRE_MESSAGE(src, errorText(src.takeError()));
+  auto bytes = (*src)->read(*(*src)->find(key));
+  return errorText(bytes);
+}
+
+} // namespace
+
+TEST_CASE("torch_dist: chunk overlap and gap are named") {
+  ScratchDir overlap("td_overlap");
+  withEditedMetadata(overlap, "minimax_m3_text/tp2_ep2/torch_dist", [](TorchDistIndex &index) {
+    entry(index, "embedding.word_embeddings.weight").chunks[1].box.offsets = {200, 0};
+  });
+  CHECK(errorText(TorchDistSource::open(overlap / "td")) ==
+        overlap / "td/.metadata" +
+            ": tensor 'embedding.word_embeddings.weight' [512, 64]: chunk offsets [0, 0] sizes [256, 64] overlaps "
+            "chunk offsets [200, 0] sizes [256, 64]");
+
+  ScratchDir gap("td_gap");
+  withEditedMetadata(gap, "minimax_m3_text/tp2_ep2/torch_dist", [](TorchDistIndex &index) {
+    entry(index, "decoder.layers.1.mlp.experts.experts.linear_fc2.weight").chunks[3].box.sizes = {1, 64, 8};
+  });
+  CHECK(errorText(TorchDistSource::open(gap / "td")) ==
+        gap / "td/.metadata" +
+            ": tensor 'decoder.layers.1.mlp.experts.experts.linear_fc2.weight' [4, 64, 32]: no chunk covers the "
+            "block at offsets [1, 0, 24] sizes [1, 64, 8]");
+
+  ScratchDir outside("td_outside");
+  withEditedMetadata(outside, "deepseek_v3/tp1/torch_dist", [](TorchDistIndex &index) {
+    entry(index, "output_layer.weight").chunks[0].box.sizes = {513, 64};
+  });
+  CHECK(errorText(TorchDistSource::open(outside / "td")) ==
+        outside / "td/.metadata" +
+            ": tensor 'output_layer.weight' [512, 64]: chunk offsets [0, 0] sizes [513, 64] lies outside the tensor");
+}
+
+TEST_CASE("torch_dist: missing, truncated and inconsistent pieces") {
+  ScratchDir missing("td_missing");
+  copyTree(fixture("deepseek_v3/tp2_ep2/torch_dist"), missing / "td");
+  llvm::sys::fs::remove(missing / "td/__3_0.distcp");
+  CHECK(errorText(TorchDistSource::open(missing / "td")) ==
+        missing / "td/__3_0.distcp" + ": missing; " + missing / "td/.metadata" +
+            " stores 'decoder.layers.1.mlp.experts.experts.linear_fc1.weight' in it");
+
+  ScratchDir truncated("td_truncated");
+  copyTree(fixture("minimax_m3_text/tp1/torch_dist"), truncated / "td");
+  std::vector<uint8_t> data = readFile(truncated / "td/__0_0.distcp");
+  data.resize(data.size() - 100);
+  writeFile(truncated / "td/__0_0.distcp", data);
+  CHECK(errorText(TorchDistSource::open(truncated / "td")) ==
+        truncated / "td/__0_0.distcp" +
+            ": piece of 'output_layer.weight' at bytes [428666, 495779) runs past the end of the file (495679 "
+            "bytes; truncated?)");
+
+  // A piece cut short inside the file: its zip has lost its end records.
+  ScratchDir cut("td_cut");
+  withEditedMetadata(cut, "minimax_m3_text/tp1/torch_dist",
+                     [](TorchDistIndex &index) { entry(index, "output_layer.weight").chunks[0].piece.length -= 10; });
+  CHECK(readError(cut / "td", "output_layer.weight") ==
+        cut / "td/__0_0.distcp" +
+            " bytes [428666, 495769): not a valid zip archive: no end-of-central-directory record (truncated?)");
+
+  // .metadata and the piece disagree on the dtype.
+  ScratchDir dtype("td_dtype");
+  withEditedMetadata(dtype, "minimax_m3_text/tp1/torch_dist",
+                     [](TorchDistIndex &index) { entry(index, "output_layer.weight").dtype = DType::F16; });
+  CHECK(readError(dtype / "td", "output_layer.weight") ==
+        dtype / "td/__0_0.distcp" +
+            " bytes [428666, 495779) ('output_layer.weight' chunk at [0, 0]): piece holds BF16, .metadata says F16");
+
+  // A flipped data byte fails the piece's CRC.
+  ScratchDir flipped("td_flipped");
+  copyTree(fixture("minimax_m3_text/tp1/torch_dist"), flipped / "td");
+  data = readFile(flipped / "td/__0_0.distcp");
+  data[428666 + 1000] ^= 0x40;
+  writeFile(flipped / "td/__0_0.distcp", data);
+  CHECK(readError(flipped / "td", "output_layer.weight")
+            .rfind(flipped / "td/__0_0.distcp" + " bytes [428666, 495779): entry 'archive/data/0' is corrupt: CRC-32 ", 0) == 0);
+}
+
+TEST_CASE("torch_dist: a damaged or hostile .metadata") {
+  ScratchDir corrupt("td_corrupt_metadata");
+  copyTree(fixture("minimax_m3_text/tp1/torch_dist"), corrupt / "td");
+  std::vector<uint8_t> meta = readFile(corrupt / "td/.metadata");
+  meta.resize(1000);
+  writeFile(corrupt / "td/.metadata", meta);
+  CHECK(errorText(TorchDistSource::open(corrupt / "td")) ==
+        corrupt / "td/.metadata" + ": pickle offset 2: frame of 18972 bytes runs past the end");
+
+  std::string evil = "\x80\x02" "c__builtin__\neval\n(X\x0a\x00\x00\x00" "print(666)tR.";
+  writeFile(corrupt / "td/.metadata", std::vector<uint8_t>(evil.begin(), evil.end()));
+  CHECK(errorText(TorchDistSource::open(corrupt / "td")) ==
+        corrupt / "td/.metadata" +
+            ": pickle offset 2: global '__builtin__.eval' is not allowed (only the classes and functions of torch "
+            "checkpoints are)");
+
+  std::string notMetadata("\x80\x02]q\x00Na.", 8);
+  writeFile(corrupt / "td/.metadata", std::vector<uint8_t>(notMetadata.begin(), notMetadata.end()));
+  CHECK(errorText(TorchDistSource::open(corrupt / "td")) ==
+        corrupt / "td/.metadata" + ": not a torch.distributed.checkpoint Metadata object: [None]");
 }
