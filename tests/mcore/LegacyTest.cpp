@@ -1,5 +1,6 @@
 // Legacy per-rank checkpoints: merged into whole tensors equal to global.safetensors, each
 // rank's file equal to that rank's in-memory state dict, and the errors for broken layouts.
+#include "SyntheticLegacy.h"
 #include "TestSupport.h"
 
 #include "runtime/mcore/Legacy.h"
@@ -91,4 +92,83 @@ TEST_CASE("legacy: a tracker naming a missing iteration") {
   auto src = LegacySource::open(dir.path());
   CHECK(errorText(src) == dir / "latest_checkpointed_iteration.txt" + ": names iteration 8, but " +
                               dir / "iter_0000008" + " is missing");
+}
+
+TEST_CASE("legacy: tensor, pipeline and expert parallel shards merge back (experts distinct per rank)") {
+  for (const char *model : {"minimax_m3_text", "deepseek_v3"}) {
+    INFO(model);
+    auto global = readSafetensors(fixture(std::string(model) + "/tp1/global.safetensors"));
+    // the experts differ, so a wrong expert numbering would show
+    CHECK(global["decoder.layers.1.mlp.experts.local_experts.0.linear_fc1.weight"].bytes !=
+          global["decoder.layers.1.mlp.experts.local_experts.2.linear_fc1.weight"].bytes);
+    ScratchDir dir(std::string("synthetic_") + model);
+    SyntheticLayout layout;
+    layout.stageLayers = {2, 1};
+    writeSyntheticLegacy(dir.path(), global, layout);
+    auto src = LegacySource::open(dir.path());
+    REQUIRE_MESSAGE(src, errorText(src.takeError()));
+    CHECK((*src)->layout().stageLayers == std::vector<int64_t>{2, 1});
+    CHECK((*src)->layout().pipelineParallel == 2);
+    compareTensors(readAll(**src), global);
+    CHECK(std::vector<std::string>((*src)->skipped().begin(), (*src)->skipped().end()) ==
+          std::vector<std::string>{"optimizer"});
+  }
+}
+
+TEST_CASE("legacy: disagreements between ranks, args and shapes are explained") {
+  auto global = readSafetensors(fixture("minimax_m3_text/tp1/global.safetensors"));
+  {
+    ScratchDir dir("synthetic_replica");
+    SyntheticLayout layout;
+    layout.stageLayers = {2, 1};
+    layout.tweak = [](int t, int p, int e, std::map<std::string, StTensor> &model) {
+      if (t == 1 && p == 1 && e == 1)
+        model["decoder.layers.0.mlp.router.weight"].bytes[0] ^= 1;
+    };
+    writeSyntheticLegacy(dir.path(), global, layout);
+    auto src = LegacySource::open(dir.path());
+    REQUIRE(src);
+    auto bytes = (*src)->read(*(*src)->find("decoder.layers.2.mlp.router.weight"));
+    CHECK(errorText(bytes) == dir / "iter_0000007/mp_rank_01_001_001/model_optim_rng.pt" +
+                                  ": 'decoder.layers.0.mlp.router.weight' differs from "
+                                  "'decoder.layers.0.mlp.router.weight' in " +
+                                  dir / "iter_0000007/mp_rank_00_001_000/model_optim_rng.pt" +
+                                  ", though both are copies of one shard of 'decoder.layers.2.mlp.router.weight'");
+  }
+  {
+    ScratchDir dir("synthetic_experts");
+    SyntheticLayout layout;
+    layout.stageLayers = {2, 1};
+    layout.argsNumExperts = 6;
+    writeSyntheticLegacy(dir.path(), global, layout);
+    CHECK(errorText(LegacySource::open(dir.path())) ==
+          dir / "iter_0000007/mp_rank_00_000_000/model_optim_rng.pt" +
+              ": decoder.layers.1.mlp.experts holds 2 local experts, 4 in all with expert_model_parallel_size 2, but "
+              "args.num_experts is 6");
+  }
+  {
+    ScratchDir dir("synthetic_layers");
+    SyntheticLayout layout;
+    layout.stageLayers = {1, 1};
+    layout.argsNumLayers = 3;
+    auto two = global;
+    for (auto it = two.begin(); it != two.end();)
+      it = it->first.rfind("decoder.layers.2.", 0) == 0 ? two.erase(it) : std::next(it);
+    writeSyntheticLegacy(dir.path(), two, layout);
+    CHECK(errorText(LegacySource::open(dir.path())) ==
+          dir / "iter_0000007" +
+              ": the pipeline stages hold 1 + 1 = 2 decoder layers, but args.num_layers is 3 (from " +
+              dir / "iter_0000007/mp_rank_00_000_000/model_optim_rng.pt" + ")");
+  }
+  {
+    ScratchDir dir("synthetic_swiglu");
+    SyntheticLayout layout;
+    layout.stageLayers = {2, 1};
+    layout.swigluValue = false;
+    writeSyntheticLegacy(dir.path(), global, layout);
+    CHECK(errorText(LegacySource::open(dir.path())) ==
+          dir / "iter_0000007/mp_rank_00_000_000/model_optim_rng.pt" +
+              ": 'decoder.layers.0.mlp.linear_fc1.weight' has 96 rows for 48 columns of "
+              "'decoder.layers.0.mlp.linear_fc2.weight', so it is gated, but args.swiglu is False");
+  }
 }
