@@ -239,7 +239,7 @@ llvm::Error TorchArchiveWriter::addRecord(llvm::StringRef name, llvm::ArrayRef<u
   std::string fullName = archiveName_ + "/" + name.str();
   const uint64_t local = pos_;
   const uint64_t size = data.size();
-  const bool bigSize = size >= kU32Max, bigOffset = local >= kU32Max;
+  const bool bigSize = size >= zip64Threshold_, bigOffset = local >= zip64Threshold_;
 
   // ZIP64 local extra (only past 4 GiB), then PyTorch's "FB" padding up to 64-byte alignment.
   std::vector<uint8_t> extra;
@@ -325,7 +325,7 @@ llvm::Error TorchArchiveWriter::finish() {
   std::vector<uint8_t> cd;
   const uint64_t cdOffset = pos_;
   for (const Written &w : written_) {
-    const bool bigSize = w.size >= kU32Max, bigOffset = w.localOffset >= kU32Max;
+    const bool bigSize = w.size >= zip64Threshold_, bigOffset = w.localOffset >= zip64Threshold_;
     std::vector<uint8_t> extra;
     if (bigSize || bigOffset) {
       wr16(extra, 0x0001);

@@ -70,6 +70,9 @@ public:
   llvm::Error finish();
   /// Bytes written so far.
   uint64_t size() const { return pos_; }
+  /// Entries whose size or offset reaches this get ZIP64 fields (PyTorch: 4 GiB - 1); lower
+  /// it to exercise the ZIP64 layout on small data.
+  void setZip64Threshold(uint64_t threshold) { zip64Threshold_ = threshold; }
 
 private:
   struct Written {
@@ -86,6 +89,7 @@ private:
   std::vector<Written> written_;
   std::vector<std::string> recordNames_;
   uint64_t combinedCrc_ = 0;
+  uint64_t zip64Threshold_ = 0xFFFFFFFFu;
   bool finished_ = false;
 };
 

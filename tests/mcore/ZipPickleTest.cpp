@@ -161,3 +161,28 @@ TEST_CASE("zip: damaged archives") {
   CHECK(errorText(reparsed->checkedData(reparsed->entries()[0]).takeError()).rfind(
             "a.pt: entry 'archive/data.pkl' is corrupt: CRC-32 ", 0) == 0);
 }
+
+TEST_CASE("zip: ZIP64 sizes and offsets (as torch writes past 4 GiB) are read") {
+  std::vector<uint8_t> out;
+  TorchArchiveWriter w(
+      [&](llvm::ArrayRef<uint8_t> b) {
+        out.insert(out.end(), b.begin(), b.end());
+        return llvm::Error::success();
+      },
+      "big");
+  w.setZip64Threshold(0); // every entry gets ZIP64 fields
+  const std::vector<uint8_t> pkl{0x80, 0x02, 'N', '.'}, data(100, 7);
+  REQUIRE(!w.addRecord("data.pkl", pkl));
+  REQUIRE(!w.addRecord("data/0", data));
+  REQUIRE(!w.finish());
+  auto zip = ZipArchive::parse(out, "big.pt");
+  REQUIRE_MESSAGE(zip, errorText(zip.takeError()));
+  REQUIRE(zip->entries().size() == 4);
+  const ZipEntry *e = zip->find("big/data/0");
+  REQUIRE(e);
+  CHECK(e->size == 100);
+  CHECK(e->dataOffset % 64 == 0);
+  auto bytes = zip->checkedData(*e);
+  REQUIRE(bytes);
+  CHECK(std::vector<uint8_t>(bytes->begin(), bytes->end()) == data);
+}
