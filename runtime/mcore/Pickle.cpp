@@ -3,10 +3,13 @@
 #include "runtime/mcore/Errors.h"
 
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringMap.h"
 
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <map>
+#include <unordered_map>
 
 namespace ckptmap::mcore {
 
@@ -561,22 +564,24 @@ private:
   llvm::Error setItems(PyValue *dict, llvm::ArrayRef<PyValue *> kv) {
     if (dict->kind != PyKind::Dict)
       return fail("SETITEM(S) on a " + kindName(dict->kind) + ", not a dict");
-    // Later keys replace earlier equal ones, as in Python (compared for str and int keys).
+    // Later keys replace earlier equal ones, as in Python (for str and int keys, found
+    // through a per-dict index so large dicts stay linear).
+    KeyIndex &index = keyIndex_[dict];
     for (size_t i = 0; i < kv.size(); i += 2) {
-      bool replaced = false;
-      for (size_t j = 0; j < dict->items.size() && !replaced; j += 2) {
-        const PyValue *k = dict->items[j];
-        if (k->kind == kv[i]->kind &&
-            ((k->kind == PyKind::Str && k->text == kv[i]->text) ||
-             (k->kind == PyKind::Int && k->integer == kv[i]->integer))) {
-          dict->items[j + 1] = kv[i + 1];
-          replaced = true;
-        }
+      const PyValue *k = kv[i];
+      size_t *slot = nullptr;
+      if (k->kind == PyKind::Str)
+        slot = &index.strs.try_emplace(k->text, SIZE_MAX).first->second;
+      else if (k->kind == PyKind::Int)
+        slot = &index.ints.try_emplace(k->integer, SIZE_MAX).first->second;
+      if (slot && *slot != SIZE_MAX) {
+        dict->items[*slot + 1] = kv[i + 1];
+        continue;
       }
-      if (!replaced) {
-        dict->items.push_back(kv[i]);
-        dict->items.push_back(kv[i + 1]);
-      }
+      if (slot)
+        *slot = dict->items.size();
+      dict->items.push_back(kv[i]);
+      dict->items.push_back(kv[i + 1]);
     }
     return llvm::Error::success();
   }
@@ -649,6 +654,11 @@ private:
   std::vector<PyValue *> stack_;
   std::vector<size_t> marks_;
   llvm::DenseMap<uint64_t, PyValue *> memo_;
+  struct KeyIndex {
+    llvm::StringMap<size_t> strs;
+    std::map<int64_t, size_t> ints;
+  };
+  std::unordered_map<const PyValue *, KeyIndex> keyIndex_;
 };
 
 llvm::Expected<std::unique_ptr<Pickle>> Pickle::parse(llvm::ArrayRef<uint8_t> bytes, std::string label,

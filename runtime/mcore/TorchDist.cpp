@@ -107,6 +107,12 @@ llvm::Expected<TorchDistIndex> parseDistMetadata(llvm::ArrayRef<uint8_t> bytes, 
   if (!storage || !storage->is(PyKind::Dict))
     return fail("Metadata without a storage_data dict");
   std::vector<std::vector<bool>> seen(index.entries.size());
+  std::vector<std::map<Shape, size_t>> chunkAt(index.entries.size()); // chunk offsets -> chunk
+  for (size_t i = 0; i < index.entries.size(); ++i)
+    for (size_t c = 0; c < index.entries[i].chunks.size(); ++c)
+      if (index.entries[i].isTensor && !chunkAt[i].emplace(index.entries[i].chunks[c].box.offsets, c).second)
+        return fail("state_dict_metadata['" + index.entries[i].key + "']: two chunks at offsets " +
+                    formatIndex(index.entries[i].chunks[c].box.offsets));
   for (size_t i = 0; i < index.entries.size(); ++i)
     seen[i].assign(index.entries[i].chunks.size(), false);
   for (size_t i = 0; i + 1 < storage->items.size(); i += 2) {
@@ -132,10 +138,10 @@ llvm::Expected<TorchDistIndex> parseDistMetadata(llvm::ArrayRef<uint8_t> bytes, 
       auto offsets = asSize(k->get("offset"));
       if (!offsets)
         return fail(where + ": tensor item without chunk offsets");
-      auto c = std::find_if(e.chunks.begin(), e.chunks.end(), [&](const DistChunk &x) { return x.box.offsets == *offsets; });
-      if (c == e.chunks.end())
+      auto c = chunkAt[it->second].find(*offsets);
+      if (c == chunkAt[it->second].end())
         return fail(where + ": item at offsets " + formatIndex(*offsets) + " matches no chunk of the tensor");
-      chunk = size_t(c - e.chunks.begin());
+      chunk = c->second;
     }
     if (seen[it->second][chunk])
       return fail(where + ": chunk stored twice");
