@@ -201,7 +201,8 @@ TEST_CASE("torch_dist: a damaged or hostile .metadata") {
   CHECK(errorText(TorchDistSource::open(corrupt / "td")) ==
         corrupt / "td/.metadata" + ": pickle offset 2: frame of 18972 bytes runs past the end");
 
-  std::string evil = "\x80\x02" "c__builtin__\neval\n(X\x0a\x00\x00\x00" "print(666)tR.";
+  const char evilBytes[] = "\x80\x02" "c__builtin__\neval\n(X\x0a\x00\x00\x00" "print(666)tR.";
+  std::string evil(evilBytes, sizeof evilBytes - 1);
   writeFile(corrupt / "td/.metadata", std::vector<uint8_t>(evil.begin(), evil.end()));
   CHECK(errorText(TorchDistSource::open(corrupt / "td")) ==
         corrupt / "td/.metadata" +

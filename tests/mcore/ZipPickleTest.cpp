@@ -19,6 +19,9 @@ namespace {
 
 std::vector<uint8_t> bytesOf(const std::string &s) { return std::vector<uint8_t>(s.begin(), s.end()); }
 
+/// A string literal with its embedded NULs.
+template <size_t N> std::string lit(const char (&s)[N]) { return std::string(s, N - 1); }
+
 std::string parseError(const std::string &pickle) {
   auto p = Pickle::parse(bytesOf(pickle), "x.pkl");
   return errorText(p);
@@ -33,14 +36,15 @@ std::string reprOf(const std::string &pickle) {
 } // namespace
 
 TEST_CASE("unpickler: plain values, memo, frames") {
-  CHECK(reprOf(std::string("\x80\x02]q\x00Na.", 8)) == "[None]");
-  CHECK(reprOf(std::string("\x80\x02]q\x00}q\x01" "a.", 10)) == "[{}]");
+  CHECK(reprOf(lit("\x80\x02]q\x00Na.")) == "[None]");
+  CHECK(reprOf(lit("\x80\x02]q\x00}q\x01" "a.")) == "[{}]");
   // protocol 4: frame, memoize, short strings, tuple2, negative and long ints, float
-  std::string p4 = std::string("\x80\x04\x95\x2a\x00\x00\x00\x00\x00\x00\x00", 11) + "}\x94(\x8c\x01" "a\x94K\x01J\xff\xff\xff\xff\x86\x94" +
-                   std::string("\x8c\x01" "b\x94\x8a\x05\x00\x00\x00\x00\x01G\x3f\xf8\x00\x00\x00\x00\x00\x00\x86\x94u.", 26);
+  std::string body = lit("}\x94(\x8c\x01" "a\x94K\x01J\xff\xff\xff\xff\x86\x94"
+                         "\x8c\x01" "b\x94\x8a\x05\x00\x00\x00\x00\x01G\x3f\xf8\x00\x00\x00\x00\x00\x00\x86\x94u.");
+  std::string p4 = lit("\x80\x04\x95") + char(body.size()) + std::string(7, '\0') + body;
   CHECK(reprOf(p4) == "{'a': (1, -1), 'b': (4294967296, 1.5)}");
   // BINGET of a memoized list appends to the same list
-  CHECK(reprOf(std::string("\x80\x02]q\x00(K\x01h\x00" "e.", 12)) == "[1, [...]]");
+  CHECK(reprOf(lit("\x80\x02]q\x00(K\x01h\x00" "e.")) == "[1, [...]]");
   // a JSON value pickled and read back
   nlohmann::json j = {{"name", "x"}, {"sizes", {1, 2, 300000, -5}}, {"ok", true}, {"none", nullptr}};
   auto p = Pickle::parse(pickleJson(j), "json.pkl");
@@ -55,7 +59,7 @@ TEST_CASE("unpickler: foreign globals, unknown opcodes and bad calls are refused
   CHECK(parseError("\x80\x02" "cos\nsystem\n.") ==
         "x.pkl: pickle offset 2: global 'os.system' is not allowed (only the classes and functions of torch "
         "checkpoints are)");
-  CHECK(parseError(std::string("\x80\x04\x8c\x08" "builtins\x94\x8c\x04" "exec\x94\x93.", 23)) ==
+  CHECK(parseError(lit("\x80\x04\x8c\x08" "builtins\x94\x8c\x04" "exec\x94\x93.")) ==
         "x.pkl: pickle offset 20: global 'builtins.exec' is not allowed (only the classes and functions of torch "
         "checkpoints are)");
   CHECK(parseError("\x80\x02\xff.") == "x.pkl: pickle offset 2: unknown opcode 0xff");
@@ -64,7 +68,7 @@ TEST_CASE("unpickler: foreign globals, unknown opcodes and bad calls are refused
         "x.pkl: pickle offset 19: REDUCE calls 'torch.bfloat16', which is not callable here");
   CHECK(parseError("\x80\x02" "ctorch._utils\n_rebuild_tensor_v2\n)\x81.") ==
         "x.pkl: pickle offset 36: NEWOBJ of 'torch._utils._rebuild_tensor_v2', which is not an allowed class");
-  CHECK(parseError(std::string("\x80\x02]q\x00", 5)) == "x.pkl: pickle offset 5: ends without STOP (truncated?)");
+  CHECK(parseError(lit("\x80\x02]q\x00")) == "x.pkl: pickle offset 5: ends without STOP (truncated?)");
   CHECK(parseError("\x80\x02X\xff\x00\x00\x00ab.") == "x.pkl: pickle offset 2: data runs past the end (truncated?)");
   CHECK(parseError("\x80\x02h\x05.") == "x.pkl: pickle offset 2: memo entry 5 was never stored");
   CHECK(parseError("\x80\x02}Na.") == "x.pkl: pickle offset 4: APPEND to a dict, not a list");
