@@ -162,7 +162,7 @@ TEST_CASE("plan JSON: malformed plans are refused with the place and the reason"
   {
     json j = good;
     j["steps"][0]["values"][1] = {"BF16"};
-    CHECK(readError(j) == "plan: steps[0].values: each value is [dtype, shape]");
+    CHECK(readError(j) == "plan: steps[0].values: each value is [dtype, shape] or [dtype, shape, quantization]");
   }
   {
     json j = good;
