@@ -1,6 +1,8 @@
 #include "compiler/Compiler.h"
 
 #include "compiler/parse/Parser.h"
+#include "compiler/plan/Shapes.h"
+#include "compiler/quant/Grouping.h"
 
 #include "llvm/ADT/StringMap.h"
 
@@ -17,13 +19,16 @@ std::unique_ptr<CheckedRulebook> loadRulebook(llvm::StringRef path, SourceManage
 
 std::optional<Plan> compilePlan(const CheckedRulebook &rulebook, llvm::StringRef rulebookPath,
                                 const CompileInputs &inputs, const BindOptions &options, DiagnosticEngine &diags) {
+  // Rules see a quantized weight as one tensor; its scales travel with it.
+  std::vector<TensorMeta> source = groupQuantized(inputs.source, inputs.rowGroups), stash = groupQuantized(inputs.stash),
+                          base = groupQuantized(inputs.base);
   BindOptions bindOptions = options;
-  for (const TensorMeta &t : inputs.stash)
+  for (const TensorMeta &t : stash)
     bindOptions.stashed.insert(t.name);
-  auto binding = bindRulebook(rulebook, inputs.config, inputs.source, bindOptions, diags);
+  auto binding = bindRulebook(rulebook, inputs.config, source, bindOptions, diags);
   if (!binding)
     return std::nullopt;
-  PlanInputs planInputs{inputs.source, inputs.stash, inputs.base, inputs.haveBase};
+  PlanInputs planInputs{source, stash, base, inputs.haveBase};
   auto plan = buildPlan(*binding, planInputs, diags);
   if (!plan)
     return std::nullopt;
@@ -62,7 +67,9 @@ RoundTrip checkRoundTrip(const CheckedRulebook &rulebook, llvm::StringRef rulebo
   std::vector<std::pair<NameTemplate, const PlanGap *>> gaps;
   for (const PlanGap &g : result.reverse->gaps)
     gaps.push_back({NameTemplate::fromDisplay(g.pattern), &g});
-  for (const TensorMeta &t : forwardInputs.source) {
+  std::vector<TensorMeta> original = groupQuantized(forwardInputs.source, forwardInputs.rowGroups);
+  result.total = original.size();
+  for (const TensorMeta &t : original) {
     auto it = produced.find(t.name);
     if (it == produced.end()) {
       // A tensor a rule drops for good is a stated loss, not a failure of the rules.
@@ -82,9 +89,9 @@ RoundTrip checkRoundTrip(const CheckedRulebook &rulebook, llvm::StringRef rulebo
       continue;
     }
     const TensorMeta &r = *it->second;
-    if (r.dtype != t.dtype || r.shape != t.shape)
-      result.mismatches.push_back("'" + t.name + "' comes back as " + std::string(dtypeName(r.dtype)) + " " +
-                                  formatShape(r.shape) + ", not " + std::string(dtypeName(t.dtype)) + " " + formatShape(t.shape));
+    if (r.dtype != t.dtype || r.shape != t.shape || r.quant != t.quant)
+      result.mismatches.push_back("'" + t.name + "' comes back as " + formatType(typeOf(r)) + ", not " +
+                                  formatType(typeOf(t)));
     else
       ++result.restored;
     produced.erase(t.name);

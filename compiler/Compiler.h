@@ -5,6 +5,7 @@
 #include "compiler/bind/Binder.h"
 #include "compiler/check/Checker.h"
 #include "compiler/plan/Plan.h"
+#include "compiler/quant/Grouping.h"
 #include "compiler/plan/Planner.h"
 
 #include <memory>
@@ -21,6 +22,9 @@ struct CompileInputs {
   std::vector<TensorMeta> stash;
   std::vector<TensorMeta> base;
   bool haveBase = false;
+  /// Fused FP8 block weights whose grids keep their parts' rows (recorded by the run that
+  /// wrote them).
+  RowGroupHints rowGroups;
 };
 
 /// Binds and plans one direction; null when there were errors.
@@ -32,6 +36,7 @@ struct RoundTrip {
   std::optional<Plan> reverse;
   /// Source tensors the way back restores exactly (names, dtypes and shapes).
   size_t restored = 0;
+  size_t total = 0;   ///< tensors of the input, a quantized weight and its scales counted once
   /// Differences: missing, extra, or changed tensors. Empty when the round trip is exact.
   std::vector<std::string> mismatches;
   /// Source tensors the way back does not produce because a rule says so (restored from

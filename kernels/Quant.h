@@ -102,8 +102,8 @@ struct QuantOut {
 
 struct QuantOptions {
   Exec exec;
-  /// NVFP4 only: use this weight_scale_2 instead of amax / 2688 (e.g. requantizing fused
-  /// parts to the largest of their global scales).
+  /// NVFP4: use this weight_scale_2 instead of amax / 2688; FP8 per tensor: this scale instead
+  /// of amax / 448 (e.g. fused parts sharing the largest of their scales). Other formats ignore it.
   std::optional<float> globalScale;
 };
 
@@ -136,6 +136,10 @@ KernelStatus quantizeNvfp4(const T* w, size_t rows, size_t cols, uint8_t* packed
                            float* globalScale, const QuantOptions& opt = {});
 template <class T>
 KernelStatus quantizeFp8(const T* w, size_t n, uint8_t* q, float* scale, const Exec& exec = {});
+/// quantizeFp8 with the scale given (`fixed`) instead of derived from the data.
+template <class T>
+KernelStatus quantizeFp8Scaled(const T* w, size_t n, uint8_t* q, float* scale, std::optional<float> fixed,
+                               const Exec& exec = {});
 template <class T>
 KernelStatus quantizeFp8Block(const T* w, size_t rows, size_t cols, uint8_t* q, DType scaleType,
                               void* scaleInv, const Exec& exec = {});

@@ -1,12 +1,16 @@
 #include "runtime/Convert.h"
 
 #include "compiler/parse/Parser.h"
+#include "compiler/plan/Planner.h"
 #include "compiler/plan/Shapes.h"
+#include "compiler/quant/Grouping.h"
+#include "runtime/QuantConfig.h"
 #include "runtime/exec/Progress.h"
 #include "runtime/io/Json.h"
 #include "runtime/io/Safetensors.h"
 
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
 
@@ -20,12 +24,14 @@ static llvm::Error error(const llvm::Twine &message) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), message.str().c_str());
 }
 
-std::vector<TensorMeta> OpenedCheckpoint::metas() const {
+std::vector<TensorMeta> OpenedCheckpoint::metasOf(const TensorSource &source) {
   std::vector<TensorMeta> out;
-  for (const SourceTensor &t : tensors->tensors())
+  for (const SourceTensor &t : source.tensors())
     out.push_back(t.meta);
   return out;
 }
+
+std::vector<TensorMeta> OpenedCheckpoint::metas() const { return metasOf(*tensors); }
 
 static llvm::Expected<Provenance> readProvenance(llvm::StringRef path) {
   auto j = readJsonFile(path);
@@ -35,6 +41,10 @@ static llvm::Expected<Provenance> readProvenance(llvm::StringRef path) {
   p.family = j->value("family", "");
   p.from = j->value("from", "");
   p.to = j->value("to", "");
+  if (j->contains("fp8_row_groups") && (*j)["fp8_row_groups"].is_object())
+    for (const auto &[name, groups] : (*j)["fp8_row_groups"].items())
+      if (groups.is_array() && llvm::all_of(groups, [](const json &g) { return g.is_number_integer() && g.get<int64_t>() > 0; }))
+        p.fp8RowGroups[name] = groups.get<std::vector<int64_t>>();
   if (j->contains("choices") && (*j)["choices"].is_array())
     for (const json &c : (*j)["choices"])
       if (c.is_object())
@@ -151,17 +161,27 @@ llvm::Expected<CompiledPlan> compileFor(const OpenedCheckpoint &input, const Con
       out.inputs.base.push_back(t.meta);
   }
   out.options = options.bind;
+  if (input.provenance)
+    out.inputs.rowGroups = input.provenance->fp8RowGroups;
   // A checkpoint this tool wrote says which variants it was written with; going back
   // prefers the same ones.
   if (input.provenance && input.provenance->to == options.bind.from)
     out.options.recorded = input.provenance->choices;
   out.plan = compilePlan(*out.rulebook, out.rulebookPath, out.inputs, out.options, diags);
+  if (out.plan) {
+    auto report = applyQuantPasses(*out.plan, options.quant);
+    if (!report)
+      return report.takeError();
+    out.quant = std::move(*report);
+    if (auto e = verifyPlanTypes(*out.plan))
+      return e;
+  }
   return out;
 }
 
 /// A plan read from JSON must describe the input it is run on.
 static llvm::Error checkPlanInputs(const Plan &plan, const TensorSource &input) {
-  for (const TensorMeta &t : plan.inputs) {
+  for (const TensorMeta &t : expandQuantized(plan.inputs)) {
     const SourceTensor *s = input.find(t.name);
     if (!s)
       return error("the plan reads '" + t.name + "', which the input does not have");
@@ -173,9 +193,14 @@ static llvm::Error checkPlanInputs(const Plan &plan, const TensorSource &input) 
 }
 
 static llvm::Error writeStash(const std::vector<std::string> &names, const TensorSource &input, CheckpointWriter &main) {
+  // A kept-aside quantized weight keeps every part.
   std::vector<TensorMeta> metas;
+  std::vector<TensorMeta> logical = groupQuantized(OpenedCheckpoint::metasOf(input));
   for (const std::string &name : names)
-    metas.push_back(input.find(name)->meta);
+    for (const TensorMeta &t : logical)
+      if (t.name == name)
+        for (const TensorMeta &part : expandQuantized(t))
+          metas.push_back(part);
   WriteOptions options;
   options.outDir = main.tempDir() + "/" + kStashDir.str();
   auto writer = CheckpointWriter::create(metas, options);
@@ -189,6 +214,52 @@ static llvm::Error writeStash(const std::vector<std::string> &names, const Tenso
       return e;
   }
   return (*writer)->finish();
+}
+
+/// The quantization files of the output: kept byte for byte when the run leaves the weights'
+/// formats alone, rewritten when it quantizes, dequantizes or renames them.
+static llvm::Error declareQuantization(const OpenedCheckpoint &input, const Plan &plan, const QuantPassReport &report,
+                                       const QuantPassOptions &options, CheckpointWriter &writer) {
+  std::string hfQuantPath = input.tensors->root() + "/hf_quant_config.json";
+  json inputHfQuant;
+  if (llvm::sys::fs::exists(hfQuantPath)) {
+    auto j = readJsonFile(hfQuantPath);
+    if (!j)
+      return j.takeError();
+    inputHfQuant = std::move(*j);
+  }
+  bool changed = report.quantized || report.dequantized || report.renamed;
+  if (!changed) {
+    if (!inputHfQuant.is_null()) {
+      auto bytes = llvm::MemoryBuffer::getFile(hfQuantPath);
+      if (!bytes)
+        return error(hfQuantPath + ": " + bytes.getError().message());
+      writer.addFile("hf_quant_config.json", (*bytes)->getBuffer().str());
+    }
+    return llvm::Error::success();
+  }
+  // What the output holds now: the format of its quantized weights, if any is left.
+  std::optional<QuantType> format;
+  for (const TensorMeta &t : plan.outputs)
+    if (t.quant.quantized()) {
+      format = t.quant;
+      format->inputScale = false;
+      format->rowGroups.clear();
+      break;
+    }
+  json config = input.config;
+  if (config.is_object())
+    config.erase("quantization_config");
+  if (format) {
+    QuantDeclaration d{*format, report.quantized ? report.excludedModules : declaredExclusions(input.config, inputHfQuant)};
+    if (config.is_object())
+      config["quantization_config"] = quantizationConfig(d);
+    if (auto hf = hfQuantConfig(d))
+      writer.addFile("hf_quant_config.json", hf->dump(2) + "\n");
+  }
+  if (!config.is_null())
+    writer.addFile("config.json", config.dump(2) + "\n");
+  return llvm::Error::success();
 }
 
 llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRef output, const ConvertOptions &options,
@@ -218,6 +289,15 @@ llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRe
     if (auto e = checkPlanInputs(*plan, *input->tensors))
       return e;
     summary.plan = std::move(*plan);
+  } else if (options.identity) {
+    summary.plan = identityPlan(input->metas(), options.bind.from,
+                                input->provenance ? input->provenance->fp8RowGroups : RowGroupHints{});
+    auto report = applyQuantPasses(summary.plan, options.quant);
+    if (!report)
+      return report.takeError();
+    summary.quant = std::move(*report);
+    if (auto e = verifyPlanTypes(summary.plan))
+      return e;
   } else {
     auto compiled = compileFor(*input, options, base.get(), sources, diags);
     if (!compiled)
@@ -225,6 +305,7 @@ llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRe
     if (!compiled->plan)
       return error("the rulebook does not compile for this checkpoint (see the errors above)");
     summary.plan = std::move(*compiled->plan);
+    summary.quant = std::move(compiled->quant);
   }
   const Plan &plan = summary.plan;
   for (const TensorMeta &t : plan.inputs)
@@ -233,7 +314,7 @@ llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRe
   WriteOptions write = options.write;
   write.outDir = output.str();
   write.copyFilesFrom = llvm::sys::fs::is_directory(inputPath) ? inputPath.str() : llvm::sys::path::parent_path(inputPath).str();
-  auto writer = CheckpointWriter::create(plan.outputs, write);
+  auto writer = CheckpointWriter::create(expandQuantized(plan.outputs), write);
   if (!writer)
     return writer.takeError();
 
@@ -252,16 +333,32 @@ llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRe
     if (auto e = writeStash(summary.exec.stash, *input->tensors, **writer))
       return e;
 
-  json provenance;
-  provenance["family"] = plan.family;
-  provenance["from"] = plan.from;
-  provenance["to"] = plan.to;
-  provenance["choices"] = json::array();
-  for (const ChoiceRecord &c : plan.choices)
-    provenance["choices"].push_back({{"choice", c.choice}, {"where", c.where}, {"variant", c.variant}});
-  if (!summary.exec.stash.empty())
-    provenance["kept_aside"] = summary.exec.stash;
-  (*writer)->addFile(kProvenanceFile.str(), provenance.dump(2) + "\n");
+  if (auto e = declareQuantization(*input, plan, summary.quant, options.quant, **writer))
+    return e;
+
+  // A conversion between conventions records how it was made; a plan that keeps every name
+  // (quantize, dequantize in place) leaves the input's record as it was.
+  if (!options.identity) {
+    json provenance;
+    provenance["family"] = plan.family;
+    provenance["from"] = plan.from;
+    provenance["to"] = plan.to;
+    provenance["choices"] = json::array();
+    for (const ChoiceRecord &c : plan.choices)
+      provenance["choices"].push_back({{"choice", c.choice}, {"where", c.where}, {"variant", c.variant}});
+    if (!summary.exec.stash.empty())
+      provenance["kept_aside"] = summary.exec.stash;
+    for (const TensorMeta &t : plan.outputs)
+      if (!t.quant.rowGroups.empty())
+        provenance["fp8_row_groups"][t.name] = t.quant.rowGroups;
+    (*writer)->addFile(kProvenanceFile.str(), provenance.dump(2) + "\n");
+  } else if (input->provenance) {
+    std::string path = input->tensors->root() + "/" + kProvenanceFile.str();
+    auto bytes = llvm::MemoryBuffer::getFile(path);
+    if (!bytes)
+      return error(path + ": " + bytes.getError().message());
+    (*writer)->addFile(kProvenanceFile.str(), (*bytes)->getBuffer().str());
+  }
   if (auto e = (*writer)->finish())
     return e;
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

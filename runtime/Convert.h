@@ -4,6 +4,7 @@
 #pragma once
 
 #include "compiler/Compiler.h"
+#include "compiler/plan/QuantPasses.h"
 #include "runtime/exec/Interpreter.h"
 #include "runtime/io/CheckpointWriter.h"
 
@@ -21,6 +22,7 @@ inline constexpr llvm::StringLiteral kStashDir = "ckptmap-stash";
 struct Provenance {
   std::string family, from, to;
   std::vector<ChoiceRecord> choices;
+  RowGroupHints fp8RowGroups; ///< fused FP8 block weights whose grid keeps one part per row group
 };
 
 /// A checkpoint opened as the input of a conversion.
@@ -33,6 +35,7 @@ struct OpenedCheckpoint {
   std::unique_ptr<TensorSource> stash;
 
   std::vector<TensorMeta> metas() const;
+  static std::vector<TensorMeta> metasOf(const TensorSource &source);
 };
 
 /// Opens a checkpoint directory or file. `configOverride` (e.g. --hf-config) replaces the
@@ -53,12 +56,15 @@ struct ConvertOptions {
   BindOptions bind;     ///< from/to, -D, --variant
   std::string hfConfig; ///< --hf-config
   std::string hfBase;   ///< --hf-base
+  QuantPassOptions quant; ///< --quantize, --exclude, --dequantize, --quant-format
+  bool identity = false;  ///< keep every name (`ckptmap quantize`): no rulebook
   WriteOptions write;
   ExecOptions exec;
 };
 
 struct ConvertSummary {
   Plan plan;
+  QuantPassReport quant;
   ExecResult exec;
   double seconds = 0;
   uint64_t inputBytes = 0;
@@ -76,6 +82,7 @@ struct CompiledPlan {
   CompileInputs inputs;
   BindOptions options;
   std::optional<Plan> plan;
+  QuantPassReport quant;
 };
 llvm::Expected<CompiledPlan> compileFor(const OpenedCheckpoint &input, const ConvertOptions &options,
                                         const TensorSource *base, SourceManager &sources, DiagnosticEngine &diags);

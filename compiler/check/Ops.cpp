@@ -7,15 +7,16 @@ namespace ckptmap {
 llvm::ArrayRef<OpInfo> allOps() {
   static const std::vector<OpInfo> ops = {
       {OpKind::Concat, "concat", "split", 2, UINT32_MAX, true, false, true,
-       {{"dim", ParamType::Int, true, "the dimension joined along"}},
+       {{"dim", ParamType::Int, true, "the dimension joined along"}, {"requantize", ParamType::Bool, false, "quantized parts whose per-tensor scales differ are requantized to one scale (lossy, reported) instead of refused"}},
        "joins parts along `dim`; a part may state its size (`part : size`), which is checked "
        "against the tensor when fusing and used to split when going back"},
-      {OpKind::Gated, "gated", "split_gated", 2, 2, false, false, true, {},
+      {OpKind::Gated, "gated", "split_gated", 2, 2, false, false, true, {{"requantize", ParamType::Bool, false, "quantized parts whose per-tensor scales differ are requantized to one scale (lossy, reported) instead of refused"}},
        "[gate; up] along dim 0, both halves the same size (MCore linear_fc1)"},
       {OpKind::Qkv, "qkv", "split_qkv", 3, 3, false, false, true,
        {{"heads", ParamType::Int, true, "query heads"},
         {"groups", ParamType::Int, true, "query groups (key/value heads)"},
-        {"gate", ParamType::Bool, false, "q holds per head d query rows then d gate rows"}},
+        {"gate", ParamType::Bool, false, "q holds per head d query rows then d gate rows"},
+        {"requantize", ParamType::Bool, false, "quantized parts whose per-tensor scales differ are requantized to one scale (lossy, reported) instead of refused"}},
        "MCore grouped-query layout: for each group its query heads (then their gate heads), "
        "its key head, its value head"},
       {OpKind::Stack, "stack", "unstack", 1, 1, false, true, true, {},

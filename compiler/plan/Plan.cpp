@@ -137,7 +137,10 @@ bool naturalLess(llvm::StringRef a, llvm::StringRef b) {
 }
 
 static json metaToJson(const TensorMeta &t) {
-  return json{{"name", t.name}, {"dtype", std::string(dtypeName(t.dtype))}, {"shape", std::vector<int64_t>(t.shape.begin(), t.shape.end())}};
+  json j{{"name", t.name}, {"dtype", std::string(dtypeName(t.dtype))}, {"shape", std::vector<int64_t>(t.shape.begin(), t.shape.end())}};
+  if (t.quant.quantized())
+    j["quant"] = quantToJson(t.quant);
+  return j;
 }
 
 static json valueToJson(const ValueType &v) {
@@ -242,6 +245,12 @@ public:
       if (!d.is_number_integer() || d.get<int64_t>() < 0)
         return fail(where, "shape entries must be non-negative integers");
       t.shape.push_back(d.get<int64_t>());
+    }
+    if (j.contains("quant")) {
+      auto q = quantFromJson(j["quant"]);
+      if (!q)
+        return fail(where, llvm::toString(q.takeError()));
+      t.quant = std::move(*q);
     }
     return t;
   }

@@ -49,6 +49,9 @@ struct ValueType {
   uint64_t byteSize() const;
 };
 
+inline ValueType typeOf(const TensorMeta &t) { return ValueType{t.dtype, t.shape, t.quant}; }
+inline TensorMeta metaOf(std::string name, const ValueType &t) { return TensorMeta{std::move(name), t.dtype, t.shape, t.quant}; }
+
 struct Instr {
   explicit Instr(InstrOp op = InstrOp::Load) : op(op) {}
 

@@ -1,6 +1,7 @@
 #include "compiler/plan/Planner.h"
 
 #include "compiler/plan/Shapes.h"
+#include "compiler/quant/Grouping.h"
 
 #include "llvm/ADT/StringExtras.h"
 
@@ -131,7 +132,7 @@ std::optional<uint32_t> Planner::fuse(StepBuilder &b, const BoundTerm &term) {
       return std::nullopt;
     }
     const TensorMeta &meta = *it->second;
-    uint32_t v = b.value(ValueType{meta.dtype, meta.shape}, name);
+    uint32_t v = b.value(typeOf(meta), name);
     Instr load;
     load.op = InstrOp::Load;
     load.tensor = name;
@@ -151,6 +152,7 @@ std::optional<uint32_t> Planner::fuse(StepBuilder &b, const BoundTerm &term) {
   const OpInfo &op = *term.op;
   Instr instr;
   instr.in = parts;
+  instr.requantize = paramBool(term, "requantize");
   std::vector<ValueType> declared(1);
   std::string label = std::string(op.name) + "(" + b.label(parts[0]) + (parts.size() > 1 ? ", ..." : "") + ")";
   switch (op.kind) {
@@ -276,7 +278,7 @@ void Planner::store(StepBuilder &b, const std::string &name, uint32_t value, Sou
     return;
   }
   const ValueType &t = b.type(value);
-  plan_.outputs.push_back(TensorMeta{name, t.dtype, t.shape});
+  plan_.outputs.push_back(metaOf(name, t));
 }
 
 bool Planner::split(StepBuilder &b, const BoundTerm &term, uint32_t value) {
@@ -471,7 +473,7 @@ std::optional<Plan> Planner::run() {
       b.step.rule = rule;
       b.step.summary = "keep aside if different";
       const TensorMeta &a = *source_[drop.name], &c = *source_[drop.copyOf];
-      uint32_t va = b.value(ValueType{a.dtype, a.shape}, a.name), vc = b.value(ValueType{c.dtype, c.shape}, c.name);
+      uint32_t va = b.value(typeOf(a), a.name), vc = b.value(typeOf(c), c.name);
       Instr la(InstrOp::Load), lc(InstrOp::Load), st(InstrOp::Stash);
       la.tensor = a.name;
       la.out = {va};
@@ -479,7 +481,7 @@ std::optional<Plan> Planner::run() {
       lc.out = {vc};
       st.tensor = a.name;
       st.in = {va, vc};
-      if (a.dtype != c.dtype || a.shape != c.shape) {
+      if (a.dtype != c.dtype || a.shape != c.shape || a.quant != c.quant) {
         diags_.error(drop.stmt->range(), "'" + a.name + "' (" + std::string(dtypeName(a.dtype)) + " " + formatShape(a.shape) +
                                              ") cannot be a copy of '" + c.name + "' (" + std::string(dtypeName(c.dtype)) + " " +
                                              formatShape(c.shape) + ")");
@@ -513,7 +515,7 @@ std::optional<Plan> Planner::run() {
       Instr load(InstrOp::Load);
       load.tensor = drop.name;
       load.source = LoadSource::Stash;
-      load.out = {b.value(ValueType{it->second->dtype, it->second->shape}, drop.name)};
+      load.out = {b.value(typeOf(*it->second), drop.name)};
       b.step.instrs.push_back(load);
       store(b, drop.name, load.out[0], drop.stmt->range());
       addStep(std::move(b));
@@ -558,7 +560,7 @@ std::optional<Plan> Planner::run() {
       Instr load(InstrOp::Load);
       load.tensor = t.name;
       load.source = LoadSource::Base;
-      load.out = {b.value(ValueType{t.dtype, t.shape}, t.name)};
+      load.out = {b.value(typeOf(t), t.name)};
       b.step.instrs.push_back(load);
       store(b, t.name, load.out[0], stmt->range());
       addStep(std::move(b));
@@ -619,6 +621,27 @@ std::optional<Plan> Planner::run() {
 
 std::optional<Plan> buildPlan(const Binding &binding, const PlanInputs &inputs, DiagnosticEngine &diags) {
   return Planner(binding, inputs, diags).run();
+}
+
+Plan identityPlan(llvm::ArrayRef<TensorMeta> stored, llvm::StringRef convention, const RowGroupHints &rowGroups) {
+  Plan plan;
+  plan.family = "identity";
+  plan.from = plan.to = convention.str();
+  for (const TensorMeta &t : groupQuantized(stored, rowGroups)) {
+    Step step;
+    step.rule = "identity";
+    step.summary = "same name";
+    step.values = {typeOf(t)};
+    Instr load(InstrOp::Load), store(InstrOp::Store);
+    load.tensor = store.tensor = t.name;
+    load.out = {0};
+    store.in = {0};
+    step.instrs = {load, store};
+    plan.steps.push_back(std::move(step));
+    plan.inputs.push_back(t);
+    plan.outputs.push_back(t);
+  }
+  return plan;
 }
 
 } // namespace ckptmap

@@ -6,6 +6,7 @@
 #include "compiler/bind/Binding.h"
 #include "compiler/diag/Diagnostics.h"
 #include "compiler/plan/Plan.h"
+#include "compiler/quant/Grouping.h"
 
 #include <optional>
 
@@ -17,6 +18,10 @@ struct PlanInputs {
   llvm::ArrayRef<TensorMeta> base;  ///< the --hf-base checkpoint, when given
   bool haveBase = false;
 };
+
+/// A plan that writes every tensor of a checkpoint under its own name (quantized weights as
+/// bundles): the base of `ckptmap quantize`, whose work the quantization passes add.
+Plan identityPlan(llvm::ArrayRef<TensorMeta> stored, llvm::StringRef convention, const RowGroupHints &rowGroups = {});
 
 /// Reports every problem to `diags`; returns nullopt when there were errors.
 std::optional<Plan> buildPlan(const Binding &binding, const PlanInputs &inputs, DiagnosticEngine &diags);

@@ -104,20 +104,30 @@ llvm::Expected<std::vector<ValueType>> inferOutputs(const Instr &instr, llvm::Ar
   };
   // Ops that look at elements one by one cannot see through a quantized encoding.
   bool elementwise = instr.op == InstrOp::Transpose || instr.op == InstrOp::Reshape || instr.op == InstrOp::Cast ||
-                     instr.op == InstrOp::Affine || instr.op == InstrOp::Quantize;
+                     instr.op == InstrOp::Affine;
   if (elementwise && anyQuantized(in))
     return fail(instr, "'" + formatType(in[0]) + "' is quantized; dequantize it first");
   switch (instr.op) {
   case InstrOp::Quantize: {
-    if (auto e = arity(1, 1)) return e;
-    if (!declared[0].quant.quantized() || declared[0].shape != in[0].shape)
-      return fail(instr, "quantizes to a quantized value of the same shape");
-    if (in[0].dtype != DType::F32 && in[0].dtype != DType::BF16 && in[0].dtype != DType::F16)
-      return fail(instr, "quantizes F32, BF16 or F16, not " + formatType(in[0]));
-    auto parts = quantParts(declared[0].quant, declared[0].shape);
-    if (!parts)
-      return fail(instr, llvm::toString(parts.takeError()));
-    return std::vector<ValueType>{declared[0]};
+    // Several values quantized together share their per-matrix scales.
+    if (in.empty() || declared.size() != in.size())
+      return fail(instr, "gives one quantized value per input");
+    for (size_t i = 0; i < in.size(); ++i) {
+      if (!declared[i].quant.quantized() || declared[i].shape != in[i].shape)
+        return fail(instr, "quantizes to a quantized value of the same shape");
+      if (in[i].quant.quantized()) { // another naming of the same numbers
+        if (in.size() != 1 || in[i].quant.kind != declared[i].quant.kind)
+          return fail(instr, "'" + formatType(in[i]) + "' is quantized; dequantize it first");
+      } else if (in[i].dtype != DType::F32 && in[i].dtype != DType::BF16 && in[i].dtype != DType::F16) {
+        return fail(instr, "quantizes F32, BF16 or F16, not " + formatType(in[i]));
+      }
+      if (declared[i].quant.kind != declared[0].quant.kind)
+        return fail(instr, "quantizes its inputs to one format");
+      auto parts = quantParts(declared[i].quant, declared[i].shape);
+      if (!parts)
+        return fail(instr, llvm::toString(parts.takeError()));
+    }
+    return std::vector<ValueType>(declared.begin(), declared.end());
   }
   case InstrOp::Dequantize:
     if (auto e = arity(1, 1)) return e;

@@ -45,7 +45,7 @@ llvm::SmallVector<int64_t, 4> logicalShape(const TensorMeta &data, QuantKind kin
 
 } // namespace
 
-std::vector<TensorMeta> groupQuantized(llvm::ArrayRef<TensorMeta> stored) {
+std::vector<TensorMeta> groupQuantized(llvm::ArrayRef<TensorMeta> stored, const RowGroupHints &rowGroups) {
   llvm::StringMap<const TensorMeta *> byName;
   for (const TensorMeta &t : stored)
     byName[t.name] = &t;
@@ -59,9 +59,12 @@ std::vector<TensorMeta> groupQuantized(llvm::ArrayRef<TensorMeta> stored) {
       for (bool input : {true, false}) { // the input scale is optional: try with it first
         q.inputScale = input;
         std::vector<QuantType> tries = {q};
-        // An FP8 block grid of two halves each rounded up to 128 rows: a fused [gate; up].
-        if (q.kind == QuantKind::Fp8Block && shape.size() >= 2 && shape[shape.size() - 2] % 256 != 0 &&
-            shape[shape.size() - 2] % 2 == 0) {
+        auto hint = rowGroups.find(logical);
+        if (q.kind == QuantKind::Fp8Block && hint != rowGroups.end()) {
+          tries.front().rowGroups = hint->second;
+        } else if (q.kind == QuantKind::Fp8Block && shape.size() >= 2 && shape[shape.size() - 2] % 256 != 0 &&
+                   shape[shape.size() - 2] % 2 == 0) {
+          // An FP8 block grid of two halves each rounded up to 128 rows: a fused [gate; up].
           QuantType halves = q;
           int64_t half = shape[shape.size() - 2] / 2;
           halves.rowGroups = {half, half};
@@ -88,17 +91,28 @@ std::vector<TensorMeta> groupQuantized(llvm::ArrayRef<TensorMeta> stored) {
       }
     }
   };
+  // Logical tensors keep the stored order: a weight takes its data part's place.
+  llvm::StringMap<size_t> grouped;
   for (const TensorMeta &t : stored) {
-    llvm::StringRef name = t.name;
-    bool packed = name.endswith(".weight_packed");
-    if (packed || name.endswith(".weight"))
-      group(t, packed, packed ? name.drop_back(strlen("_packed")).str() : name.str());
+    if (t.dtype != DType::U8 && t.dtype != DType::F8_E4M3)
+      continue;
+    auto w = splitWeightName(t.name);
+    std::string logical = w ? (w->module.empty() ? "" : w->module.str() + ".") + "weight" + w->index.str() : t.name;
+    size_t before = out.size();
+    group(t, w && w->packed, logical);
+    if (out.size() > before)
+      grouped[t.name] = before;
   }
-  for (const TensorMeta &t : stored)
-    if (!taken.count(t.name))
-      out.push_back(t);
-  std::sort(out.begin(), out.end(), [](const TensorMeta &a, const TensorMeta &b) { return a.name < b.name; });
-  return out;
+  std::vector<TensorMeta> ordered;
+  ordered.reserve(stored.size());
+  for (const TensorMeta &t : stored) {
+    auto g = grouped.find(t.name);
+    if (g != grouped.end())
+      ordered.push_back(std::move(out[g->second]));
+    else if (!taken.count(t.name))
+      ordered.push_back(t);
+  }
+  return ordered;
 }
 
 std::vector<TensorMeta> expandQuantized(llvm::ArrayRef<TensorMeta> logical) {

@@ -4,14 +4,19 @@
 
 #include "compiler/TensorMeta.h"
 
+#include <map>
+#include <string>
 #include <vector>
 
 namespace ckptmap {
 
-/// Groups stored tensors into logical ones, sorted by name. A weight is quantized when its
+/// Groups stored tensors into logical ones, in the stored order. A weight is quantized when its
 /// data and scales are all there with the dtypes and shapes of one format; scales without
 /// their weight stay plain tensors, so coverage reports them by name.
-std::vector<TensorMeta> groupQuantized(llvm::ArrayRef<TensorMeta> stored);
+/// `rowGroups` names fused FP8 block weights whose grid keeps one part per group of rows (as
+/// recorded when they were written), where the shapes alone cannot tell.
+using RowGroupHints = std::map<std::string, std::vector<int64_t>>;
+std::vector<TensorMeta> groupQuantized(llvm::ArrayRef<TensorMeta> stored, const RowGroupHints &rowGroups = {});
 
 /// The stored tensors of logical ones: the inverse of groupQuantized.
 std::vector<TensorMeta> expandQuantized(llvm::ArrayRef<TensorMeta> logical);

@@ -51,6 +51,47 @@ int64_t blockScaleRows(int64_t rows, llvm::ArrayRef<int64_t> groups) {
   return n;
 }
 
+/// FP8 block scale rows covering logical rows [0, row) of groups `groups`.
+static int64_t blockRowsBefore(int64_t row, llvm::ArrayRef<int64_t> groups, int64_t rows) {
+  std::vector<int64_t> all = groups.empty() ? std::vector<int64_t>{rows} : std::vector<int64_t>(groups.begin(), groups.end());
+  int64_t blocks = 0;
+  for (int64_t g : all) {
+    int64_t take = std::min(g, row);
+    blocks += (take + 127) / 128;
+    row -= take;
+    if (row <= 0)
+      break;
+  }
+  return blocks;
+}
+
+PartCut partCut(const QuantType &q, llvm::ArrayRef<int64_t> shape, const QuantPart &part, int64_t dim, int64_t start,
+                int64_t count) {
+  int64_t rank = int64_t(shape.size());
+  PartCut cut{false, dim, start, count};
+  if (dim < rank - 2) // experts: every part has one entry per matrix
+    return cut;
+  if (part.role == QuantRole::GlobalScale || part.role == QuantRole::InputScale)
+    return PartCut{true, 0, 0, 0};
+  bool cols = dim == rank - 1;
+  if (part.role == QuantRole::Data) {
+    if (cols && q.kind == QuantKind::Nvfp4)
+      cut.start /= 2, cut.count /= 2;
+    return cut;
+  }
+  // Block scales: one per block of groupCols() columns; FP8 block grids also group rows.
+  if (cols) {
+    int64_t g = q.groupCols();
+    cut.start = start / g;
+    cut.count = (start + count + g - 1) / g - cut.start;
+  } else if (q.kind == QuantKind::Fp8Block) {
+    int64_t rows = shape[rank - 2];
+    cut.start = blockRowsBefore(start, q.rowGroups, rows);
+    cut.count = blockRowsBefore(start + count, q.rowGroups, rows) - cut.start;
+  }
+  return cut;
+}
+
 static llvm::Error bad(const std::string &message) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), message.c_str());
 }
@@ -104,10 +145,29 @@ llvm::Expected<std::vector<QuantPart>> quantParts(const QuantType &q, llvm::Arra
   return parts;
 }
 
-std::string quantPartName(llvm::StringRef logicalName, const QuantPart &part) {
-  size_t dot = logicalName.rfind('.');
-  llvm::StringRef base = dot == llvm::StringRef::npos ? "" : logicalName.take_front(dot + 1);
-  return base.str() + part.suffix;
+std::optional<WeightName> splitWeightName(llvm::StringRef name) {
+  size_t dot = name.rfind('.');
+  WeightName out;
+  out.module = dot == llvm::StringRef::npos ? "" : name.take_front(dot);
+  llvm::StringRef last = dot == llvm::StringRef::npos ? name : name.drop_front(dot + 1);
+  for (llvm::StringRef stem : {"weight_packed", "weight"}) {
+    if (!last.startswith(stem))
+      continue;
+    llvm::StringRef index = last.drop_front(stem.size());
+    if (!llvm::all_of(index, [](char c) { return c >= '0' && c <= '9'; }))
+      return std::nullopt;
+    out.packed = stem == "weight_packed";
+    out.index = index;
+    return out;
+  }
+  return std::nullopt;
 }
 
+std::string quantPartName(llvm::StringRef logicalName, const QuantPart &part) {
+  if (auto w = splitWeightName(logicalName); w && !w->packed)
+    return (w->module.empty() ? "" : w->module.str() + ".") + part.suffix + w->index.str();
+  // A fused tensor named without ".weight" ("experts.gate_up_proj"): its scales sit beside
+  // it with the part's suffix ("experts.gate_up_proj_weight_scale").
+  return part.suffix == "weight" ? logicalName.str() : logicalName.str() + "_" + part.suffix;
+}
 } // namespace ckptmap

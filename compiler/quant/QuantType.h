@@ -72,8 +72,30 @@ DType quantDataType(QuantKind kind);
 /// experts, one global scale per expert); an error when the shape does not fit the format.
 llvm::Expected<std::vector<QuantPart>> quantParts(const QuantType &q, llvm::ArrayRef<int64_t> shape);
 
-/// "model.x.weight" + part "weight_scale" -> "model.x.weight_scale".
+/// A data tensor's name taken apart: "m.linear_fc1.weight3" is module "m.linear_fc1", index "3"
+/// (TE grouped experts number the weight itself); "m.x.weight_packed" is compressed-tensors'.
+struct WeightName {
+  llvm::StringRef module;
+  llvm::StringRef index;
+  bool packed = false;
+};
+std::optional<WeightName> splitWeightName(llvm::StringRef name);
+
+/// "model.x.weight" + part "weight_scale" -> "model.x.weight_scale"; an expert index stays at
+/// the end ("linear_fc1.weight3" -> "linear_fc1.weight_scale3"); a tensor not named weight keeps
+/// its name for the data and has its scales beside it ("experts.down_proj_weight_scale").
 std::string quantPartName(llvm::StringRef logicalName, const QuantPart &part);
+
+/// Where a cut of a quantized tensor along logical `dim`, elements [start, start + count),
+/// falls in one of its parts: the same cut on the part's own grid, or the whole part (a
+/// per-matrix scale, which every piece of the matrix shares). The cut must respect the
+/// format's blocks, as the plan's type rules ensure.
+struct PartCut {
+  bool whole = false;
+  int64_t dim = 0, start = 0, count = 0;
+};
+PartCut partCut(const QuantType &q, llvm::ArrayRef<int64_t> shape, const QuantPart &part, int64_t dim, int64_t start,
+                int64_t count);
 
 /// Rows of the FP8 block scale grid for `rows` rows split into `groups` (empty: one group).
 int64_t blockScaleRows(int64_t rows, llvm::ArrayRef<int64_t> groups);

@@ -191,10 +191,16 @@ KernelStatus quantizeNvfp4(const T* w, size_t rows, size_t cols, uint8_t* packed
 }
 
 template <class T> KernelStatus quantizeFp8(const T* w, size_t n, uint8_t* q, float* scale, const Exec& exec) {
+  return quantizeFp8Scaled(w, n, q, scale, std::nullopt, exec);
+}
+
+template <class T>
+KernelStatus quantizeFp8Scaled(const T* w, size_t n, uint8_t* q, float* scale, std::optional<float> fixed,
+                               const Exec& exec) {
   float a;
   if (KernelStatus s = amax(w, n, a, 0, exec); !s)
     return s;
-  const float sc = qmath::fp8Scale(a);
+  const float sc = fixed ? *fixed : qmath::fp8Scale(a);
   *scale = sc;
   parallelFor(n, kGrain, exec.threads, [&](size_t, size_t b, size_t e) {
     for (size_t i = b; i < e; ++i)
@@ -278,6 +284,7 @@ KernelStatus quantizeMxfp8(const T* w, size_t rows, size_t cols, uint8_t* q, uin
   template KernelStatus quantizeNvfp4<T>(const T*, size_t, size_t, uint8_t*, uint8_t*, float*,              \
                                          const QuantOptions&);                                               \
   template KernelStatus quantizeFp8<T>(const T*, size_t, uint8_t*, float*, const Exec&);                     \
+  template KernelStatus quantizeFp8Scaled<T>(const T*, size_t, uint8_t*, float*, std::optional<float>, const Exec&); \
   template KernelStatus quantizeFp8Block<T>(const T*, size_t, size_t, uint8_t*, DType, void*, const Exec&);  \
   template KernelStatus quantizeMxfp8<T>(const T*, size_t, size_t, uint8_t*, uint8_t*, const Exec&);
 CKPTMAP_INSTANTIATE(float)
@@ -301,7 +308,8 @@ KernelStatus quantize(DType in, const void* src, size_t rows, size_t cols, const
                              out.globalScale, opt);
       break;
     case QuantFormat::Fp8Tensor:
-      status = quantizeFp8(w, rows * cols, static_cast<uint8_t*>(out.data), static_cast<float*>(out.scale), opt.exec);
+      status = quantizeFp8Scaled(w, rows * cols, static_cast<uint8_t*>(out.data), static_cast<float*>(out.scale),
+                                 opt.globalScale, opt.exec);
       break;
     case QuantFormat::Fp8Block:
       status = quantizeFp8Block(w, rows, cols, static_cast<uint8_t*>(out.data), out.scaleType, out.scale, opt.exec);

@@ -1,5 +1,7 @@
 #include "runtime/exec/Interpreter.h"
 
+#include "compiler/quant/Grouping.h"
+#include "runtime/exec/QuantOps.h"
 #include "runtime/exec/Values.h"
 
 #include "kernels/Cast.h"
@@ -30,12 +32,21 @@ uint64_t workingBytes(const Step &step) {
     case InstrOp::Cast:
     case InstrOp::Affine:
     case InstrOp::Stash:
+    case InstrOp::Quantize:
+    case InstrOp::Dequantize:
       for (uint32_t v : instr.in)
         total += step.values[v].byteSize();
       [[fallthrough]];
     case InstrOp::Fill:
       for (uint32_t v : instr.out)
         total += step.values[v].byteSize();
+      break;
+    case InstrOp::Concat:
+    case InstrOp::QkvFuse:
+      // A join of quantized parts whose scales differ is requantized through F32.
+      if (instr.requantize)
+        for (uint32_t v : instr.out)
+          total += step.values[v].byteSize() + uint64_t(numElements(step.values[v].shape)) * 8;
       break;
     default:
       break;
@@ -77,13 +88,25 @@ public:
              const llvm::StringMap<size_t> &outputIndex, ExecProgress *progress)
       : plan_(plan), sources_(sources), writer_(writer), outputIndex_(outputIndex), progress_(progress) {}
 
-  /// Runs one step; appends to `stash` the dropped tensors that differ from their copy.
-  llvm::Error run(const Step &step, std::vector<std::string> &stash);
+  /// Runs one step; appends to `stash` the dropped tensors that differ from their copy and to
+  /// `notes` what was done lossily.
+  llvm::Error run(const Step &step, std::vector<std::string> &stash, std::vector<std::string> &notes);
 
 private:
   llvm::Expected<RtValue> load(const Step &step, const Instr &instr);
+  llvm::Expected<RtValue> loadPlain(const Step &step, const std::string &name, const ValueType &type, LoadSource from);
   llvm::Error store(const Step &step, const std::string &name, const RtValue &value);
-  llvm::Expected<RtValue> compute(const Step &step, const Instr &instr, std::vector<RtValue> &values);
+  llvm::Error storePlain(const Step &step, const std::string &name, const RtValue &value);
+  llvm::Expected<RtValue> compute(const Step &step, const Instr &instr, std::vector<RtValue> &values,
+                                  std::vector<std::string> &notes);
+  /// Quantizes plain values together: parts engines fuse share their per-matrix scales.
+  llvm::Error quantize(const Step &step, const Instr &instr, std::vector<RtValue> &values);
+  /// Concat, Stack, QkvFuse and their inverses, on plain values or bundles alike.
+  std::vector<RtValue> rearrange(const Instr &instr, llvm::ArrayRef<const RtValue *> in);
+  /// A join of quantized parts: bits kept when their per-matrix scales agree, else requantized
+  /// when the rule allows it.
+  llvm::Expected<std::vector<RtValue>> join(const Step &step, const Instr &instr, std::vector<RtValue> &values,
+                                            std::vector<std::string> &notes);
 
   const Plan &plan_;
   const ExecSources &sources_;
@@ -92,33 +115,73 @@ private:
   ExecProgress *progress_;
 };
 
-llvm::Expected<RtValue> StepRunner::load(const Step &step, const Instr &instr) {
-  const TensorSource *source = instr.source == LoadSource::Stash  ? sources_.stash
-                               : instr.source == LoadSource::Base ? sources_.base
-                                                                  : sources_.input;
-  const char *what = instr.source == LoadSource::Stash ? "the kept-aside tensors"
-                     : instr.source == LoadSource::Base ? "the --hf-base checkpoint"
-                                                        : "the input";
+static const char *sourceWhat(LoadSource from) {
+  return from == LoadSource::Stash  ? "the kept-aside tensors"
+         : from == LoadSource::Base ? "the --hf-base checkpoint"
+                                    : "the input";
+}
+
+llvm::Expected<RtValue> StepRunner::loadPlain(const Step &step, const std::string &name, const ValueType &type,
+                                              LoadSource from) {
+  const TensorSource *source = from == LoadSource::Stash  ? sources_.stash
+                               : from == LoadSource::Base ? sources_.base
+                                                          : sources_.input;
+  const char *what = sourceWhat(from);
   if (!source)
-    return stepError(step, std::string("the plan reads '") + instr.tensor + "' from " + what + ", which was not given");
-  const SourceTensor *tensor = source->find(instr.tensor);
+    return stepError(step, std::string("the plan reads '") + name + "' from " + what + ", which was not given");
+  const SourceTensor *tensor = source->find(name);
   if (!tensor)
-    return stepError(step, "'" + instr.tensor + "' is not in " + what);
-  const ValueType &type = step.values[instr.out[0]];
+    return stepError(step, "'" + name + "' is not in " + what);
   if (tensor->meta.dtype != type.dtype || tensor->meta.shape != type.shape)
-    return stepError(step, "'" + instr.tensor + "' is " + std::string(dtypeName(tensor->meta.dtype)) + " " +
+    return stepError(step, "'" + name + "' is " + std::string(dtypeName(tensor->meta.dtype)) + " " +
                                formatShape(tensor->meta.shape) + " in " + what + " but the plan expects " +
                                std::string(dtypeName(type.dtype)) + " " + formatShape(type.shape));
   auto bytes = source->read(*tensor);
   if (!bytes)
     return bytes.takeError();
   if (bytes->size() != type.byteSize())
-    return stepError(step, "'" + instr.tensor + "' has " + std::to_string(bytes->size()) + " bytes, expected " +
+    return stepError(step, "'" + name + "' has " + std::to_string(bytes->size()) + " bytes, expected " +
                                std::to_string(type.byteSize()));
   return RtValue(type, std::move(*bytes));
 }
 
+llvm::Expected<RtValue> StepRunner::load(const Step &step, const Instr &instr) {
+  const ValueType &type = step.values[instr.out[0]];
+  if (!type.quant.quantized())
+    return loadPlain(step, instr.tensor, type, instr.source);
+  auto layout = quantParts(type.quant, type.shape);
+  if (!layout)
+    return stepError(step, "'" + instr.tensor + "': " + llvm::toString(layout.takeError()));
+  std::vector<RtValue> parts;
+  for (const QuantPart &p : *layout) {
+    auto v = loadPlain(step, quantPartName(instr.tensor, p), ValueType{p.dtype, Shape(p.shape.begin(), p.shape.end()), {}},
+                       instr.source);
+    if (!v)
+      return v.takeError();
+    parts.push_back(std::move(*v));
+  }
+  return RtValue::bundle(type, std::move(parts));
+}
+
 llvm::Error StepRunner::store(const Step &step, const std::string &name, const RtValue &value) {
+  if (value.isBundle()) {
+    auto layout = quantParts(value.type().quant, value.type().shape);
+    if (!layout)
+      return stepError(step, "'" + name + "': " + llvm::toString(layout.takeError()));
+    for (size_t i = 0; i < layout->size(); ++i)
+      if (auto e = storePlain(step, quantPartName(name, (*layout)[i]), value.parts()[i]))
+        return e;
+  } else if (auto e = storePlain(step, name, value)) {
+    return e;
+  }
+  if (progress_) {
+    progress_->bytesWritten += value.byteSize();
+    progress_->tensorsWritten += 1;
+  }
+  return llvm::Error::success();
+}
+
+llvm::Error StepRunner::storePlain(const Step &step, const std::string &name, const RtValue &value) {
   auto it = outputIndex_.find(name);
   if (it == outputIndex_.end())
     return stepError(step, "'" + name + "' is not an output of the plan");
@@ -154,13 +217,7 @@ llvm::Error StepRunner::store(const Step &step, const std::string &name, const R
     }
     offset += s.size;
   }
-  if (auto e = flush())
-    return e;
-  if (progress_) {
-    progress_->bytesWritten += value.byteSize();
-    progress_->tensorsWritten += 1;
-  }
-  return llvm::Error::success();
+  return flush();
 }
 
 /// Permutes the dims of a row-major tensor of `elem`-byte elements.
@@ -189,11 +246,28 @@ void transposeBytes(const uint8_t *src, uint8_t *dst, llvm::ArrayRef<int64_t> sh
   }
 }
 
-llvm::Expected<RtValue> StepRunner::compute(const Step &step, const Instr &instr, std::vector<RtValue> &values) {
+llvm::Expected<RtValue> StepRunner::compute(const Step &step, const Instr &instr, std::vector<RtValue> &values,
+                                            std::vector<std::string> &notes) {
   const ValueType &outType = step.values[instr.out[0]];
   auto kernelError = [&](const KernelStatus &status) {
     return stepError(step, std::string(instrOpName(instr.op)) + " failed: " + status.message());
   };
+  if (instr.op == InstrOp::Dequantize || (instr.op == InstrOp::Quantize && values[instr.in[0]].isBundle())) {
+    RtValue &in = values[instr.in[0]];
+    llvm::Expected<RtValue> result = RtValue();
+    if (instr.op == InstrOp::Dequantize) {
+      result = dequantizeValue(in, outType.dtype);
+    } else {
+      bool exact = true;
+      result = renameQuantized(in, outType, exact);
+      if (result && !exact)
+        notes.push_back(step.summary + " (" + step.rule + "): a global scale whose inverse does not invert back to "
+                        "the same bits; converting back changes it by one ulp");
+    }
+    if (!result)
+      return stepError(step, llvm::toString(result.takeError()));
+    return std::move(*result);
+  }
   std::vector<uint8_t> out(outType.byteSize());
   switch (instr.op) {
   case InstrOp::Transpose: {
@@ -234,7 +308,163 @@ llvm::Expected<RtValue> StepRunner::compute(const Step &step, const Instr &instr
   return RtValue(outType, TensorBytes::owned(std::move(out)));
 }
 
-llvm::Error StepRunner::run(const Step &step, std::vector<std::string> &stash) {
+std::vector<RtValue> StepRunner::rearrange(const Instr &instr, llvm::ArrayRef<const RtValue *> in) {
+  auto joined = [](const std::vector<RtValue> &parts, int64_t dim) {
+    std::vector<const RtValue *> ptrs;
+    for (const RtValue &p : parts)
+      ptrs.push_back(&p);
+    return RtValue::concat(ptrs, dim);
+  };
+  switch (instr.op) {
+  case InstrOp::Concat:
+    return {RtValue::concat(in, instr.dim)};
+  case InstrOp::Stack: {
+    std::vector<RtValue> parts;
+    for (const RtValue *v : in) {
+      ValueType t = v->type();
+      t.shape.insert(t.shape.begin(), 1);
+      parts.push_back(v->retyped(t));
+    }
+    return {joined(parts, 0)};
+  }
+  case InstrOp::Split: {
+    std::vector<RtValue> out;
+    int64_t at = 0;
+    for (int64_t size : instr.sizes) {
+      out.push_back(in[0]->slice(instr.dim, at, size));
+      at += size;
+    }
+    return out;
+  }
+  case InstrOp::Unstack: {
+    std::vector<RtValue> out;
+    for (size_t i = 0; i < instr.out.size(); ++i)
+      out.push_back(in[0]->slice(0, int64_t(i), 1));
+    return out;
+  }
+  case InstrOp::QkvFuse:
+  case InstrOp::QkvSplit: {
+    // MCore's grouped layout: per group, its query heads (then their gate heads when the
+    // attention is gated), one key head, one value head; HF's gated q holds per head its
+    // query rows then its gate rows.
+    const int64_t d = instr.headDim, perGroup = instr.heads / instr.groups, g = instr.groups;
+    const int64_t qStride = instr.gate ? 2 * d : d;
+    const int64_t groupRows = perGroup * qStride + 2 * d;
+    if (instr.op == InstrOp::QkvFuse) {
+      const RtValue &q = *in[0], &k = *in[1], &v = *in[2];
+      std::vector<RtValue> pieces;
+      for (int64_t grp = 0; grp < g; ++grp) {
+        for (int64_t h = 0; h < perGroup; ++h)
+          pieces.push_back(q.slice(0, (grp * perGroup + h) * qStride, d));
+        if (instr.gate)
+          for (int64_t h = 0; h < perGroup; ++h)
+            pieces.push_back(q.slice(0, (grp * perGroup + h) * qStride + d, d));
+        pieces.push_back(k.slice(0, grp * d, d));
+        pieces.push_back(v.slice(0, grp * d, d));
+      }
+      return {joined(pieces, 0)};
+    }
+    const RtValue &fused = *in[0];
+    std::vector<RtValue> q, k, v;
+    for (int64_t grp = 0; grp < g; ++grp) {
+      int64_t base = grp * groupRows;
+      for (int64_t h = 0; h < perGroup; ++h) {
+        q.push_back(fused.slice(0, base + h * d, d));
+        if (instr.gate)
+          q.push_back(fused.slice(0, base + perGroup * d + h * d, d));
+      }
+      k.push_back(fused.slice(0, base + perGroup * qStride, d));
+      v.push_back(fused.slice(0, base + perGroup * qStride + d, d));
+    }
+    return {joined(q, 0), joined(k, 0), joined(v, 0)};
+  }
+  default:
+    return {};
+  }
+}
+
+llvm::Expected<std::vector<RtValue>> StepRunner::join(const Step &step, const Instr &instr, std::vector<RtValue> &values,
+                                                      std::vector<std::string> &notes) {
+  std::vector<const RtValue *> in;
+  for (uint32_t v : instr.in)
+    in.push_back(&values[v]);
+  // Joining within a matrix (not along the experts dim) makes one matrix of the parts: its
+  // per-matrix scales must be the parts' common ones.
+  const ValueType &first = in[0]->type();
+  bool withinMatrix = instr.op == InstrOp::QkvFuse ||
+                      (instr.op == InstrOp::Concat && instr.dim >= int64_t(first.shape.size()) - 2);
+  if (!first.quant.quantized() || !withinMatrix)
+    return rearrange(instr, in);
+  std::vector<const RtValue *> shared = sharedScales(*in[0]);
+  for (size_t i = 1; i < in.size(); ++i) {
+    std::vector<const RtValue *> other = sharedScales(*in[i]);
+    for (size_t k = 0; k < shared.size(); ++k) {
+      if (shared[k]->sameBytes(*other[k]))
+        continue;
+      if (!instr.requantize)
+        return stepError(step, "the parts' per-tensor scales differ (part 1 and part " + std::to_string(i + 1) +
+                                   "), so joining them cannot keep their bits; state requantize = true on the rule to "
+                                   "requantize them (lossy)");
+      // Requantize: dequantize to F32, join, quantize again with the largest global scale.
+      std::vector<RtValue> plain;
+      std::vector<RtValue *> bundles;
+      for (uint32_t v : instr.in) {
+        auto p = dequantizeValue(values[v], DType::F32);
+        if (!p)
+          return stepError(step, llvm::toString(p.takeError()));
+        plain.push_back(std::move(*p));
+        bundles.push_back(&values[v]);
+      }
+      std::vector<const RtValue *> ptrs;
+      for (const RtValue &p : plain)
+        ptrs.push_back(&p);
+      std::vector<RtValue> joined = rearrange(instr, ptrs);
+      std::vector<float> global;
+      if (first.quant.kind == QuantKind::Nvfp4)
+        global = largestGlobalScales(bundles);
+      const ValueType &target = step.values[instr.out[0]];
+      const RtValue *inputScale = nullptr;
+      std::vector<const RtValue *> scales = sharedScales(*in[0]);
+      if (target.quant.inputScale && !scales.empty())
+        inputScale = scales.back();
+      auto q = quantizeValue(joined[0], target, global, inputScale);
+      if (!q)
+        return stepError(step, llvm::toString(q.takeError()));
+      notes.push_back("requantized " + step.summary + " (" + step.rule + "): its parts' scales differed");
+      std::vector<RtValue> out;
+      out.push_back(std::move(*q));
+      return out;
+    }
+  }
+  return rearrange(instr, in);
+}
+
+llvm::Error StepRunner::quantize(const Step &step, const Instr &instr, std::vector<RtValue> &values) {
+  std::vector<RtValue *> plain;
+  for (uint32_t v : instr.in)
+    plain.push_back(&values[v]);
+  const ValueType &first = step.values[instr.out[0]];
+  // Errors name the tensor the quantized value is stored as (a NaN in it, say).
+  auto stored = [&](uint32_t v) {
+    for (const Instr &i : step.instrs)
+      if (i.op == InstrOp::Store && i.in[0] == v)
+        return "'" + i.tensor + "': ";
+    return std::string();
+  };
+  auto shared = sharedQuantScales(plain, first.quant.kind);
+  if (!shared)
+    return stepError(step, stored(instr.out[0]) + llvm::toString(shared.takeError()));
+  std::vector<float> globals = instr.in.size() > 1 ? *shared : std::vector<float>{};
+  for (size_t i = 0; i < instr.in.size(); ++i) {
+    auto q = quantizeValue(values[instr.in[i]], step.values[instr.out[i]], globals);
+    if (!q)
+      return stepError(step, stored(instr.out[i]) + llvm::toString(q.takeError()));
+    values[instr.out[i]] = std::move(*q);
+  }
+  return llvm::Error::success();
+}
+
+llvm::Error StepRunner::run(const Step &step, std::vector<std::string> &stash, std::vector<std::string> &notes) {
   std::vector<RtValue> values(step.values.size());
   for (const Instr &instr : step.instrs) {
     switch (instr.op) {
@@ -249,102 +479,40 @@ llvm::Error StepRunner::run(const Step &step, std::vector<std::string> &stash) {
       if (auto e = store(step, instr.tensor, values[instr.in[0]]))
         return e;
       break;
-    case InstrOp::Stash: {
-      llvm::ArrayRef<uint8_t> a = values[instr.in[0]].contiguous(), b = values[instr.in[1]].contiguous();
-      if (a.size() != b.size() || std::memcmp(a.data(), b.data(), a.size()) != 0)
+    case InstrOp::Stash:
+      if (!values[instr.in[0]].sameBytes(values[instr.in[1]]))
         stash.push_back(instr.tensor);
       break;
-    }
     case InstrOp::Concat:
-    case InstrOp::Stack: {
-      std::vector<RtValue> parts;
-      std::vector<const RtValue *> ptrs;
-      for (uint32_t v : instr.in) {
-        RtValue part = values[v];
-        if (instr.op == InstrOp::Stack) {
-          ValueType t = part.type();
-          t.shape.insert(t.shape.begin(), 1);
-          part = part.retyped(t);
-        }
-        parts.push_back(std::move(part));
-      }
-      for (const RtValue &p : parts)
-        ptrs.push_back(&p);
-      values[instr.out[0]] = RtValue::concat(ptrs, instr.op == InstrOp::Stack ? 0 : instr.dim);
-      break;
-    }
-    case InstrOp::Split: {
-      const RtValue &in = values[instr.in[0]];
-      int64_t at = 0;
-      for (size_t i = 0; i < instr.sizes.size(); ++i) {
-        values[instr.out[i]] = in.slice(instr.dim, at, instr.sizes[i]);
-        at += instr.sizes[i];
-      }
-      break;
-    }
-    case InstrOp::Unstack: {
-      const RtValue &in = values[instr.in[0]];
-      for (size_t i = 0; i < instr.out.size(); ++i)
-        values[instr.out[i]] = in.slice(0, int64_t(i), 1).retyped(step.values[instr.out[i]]);
-      break;
-    }
+    case InstrOp::Stack:
+    case InstrOp::Split:
+    case InstrOp::Unstack:
     case InstrOp::QkvFuse:
     case InstrOp::QkvSplit: {
-      // MCore's grouped layout: per group, its query heads (then their gate heads when the
-      // attention is gated), one key head, one value head; HF's gated q holds per head its
-      // query rows then its gate rows.
-      const int64_t d = instr.headDim, perGroup = instr.heads / instr.groups, g = instr.groups;
-      const int64_t qStride = instr.gate ? 2 * d : d;
-      const int64_t groupRows = perGroup * qStride + 2 * d;
-      if (instr.op == InstrOp::QkvFuse) {
-        const RtValue &q = values[instr.in[0]], &k = values[instr.in[1]], &v = values[instr.in[2]];
-        std::vector<RtValue> pieces;
-        for (int64_t grp = 0; grp < g; ++grp) {
-          for (int64_t h = 0; h < perGroup; ++h)
-            pieces.push_back(q.slice(0, (grp * perGroup + h) * qStride, d));
-          if (instr.gate)
-            for (int64_t h = 0; h < perGroup; ++h)
-              pieces.push_back(q.slice(0, (grp * perGroup + h) * qStride + d, d));
-          pieces.push_back(k.slice(0, grp * d, d));
-          pieces.push_back(v.slice(0, grp * d, d));
-        }
-        std::vector<const RtValue *> ptrs;
-        for (const RtValue &p : pieces)
-          ptrs.push_back(&p);
-        values[instr.out[0]] = RtValue::concat(ptrs, 0);
-      } else {
-        const RtValue &fused = values[instr.in[0]];
-        std::vector<RtValue> q, k, v;
-        for (int64_t grp = 0; grp < g; ++grp) {
-          int64_t base = grp * groupRows;
-          for (int64_t h = 0; h < perGroup; ++h) {
-            q.push_back(fused.slice(0, base + h * d, d));
-            if (instr.gate)
-              q.push_back(fused.slice(0, base + perGroup * d + h * d, d));
-          }
-          k.push_back(fused.slice(0, base + perGroup * qStride, d));
-          v.push_back(fused.slice(0, base + perGroup * qStride + d, d));
-        }
-        auto join = [](const std::vector<RtValue> &parts) {
-          std::vector<const RtValue *> ptrs;
-          for (const RtValue &p : parts)
-            ptrs.push_back(&p);
-          return RtValue::concat(ptrs, 0);
-        };
-        values[instr.out[0]] = join(q);
-        values[instr.out[1]] = join(k);
-        values[instr.out[2]] = join(v);
-      }
+      auto out = join(step, instr, values, notes);
+      if (!out)
+        return out.takeError();
+      // The plan's types are authoritative (a bundle's FP8 block row groups, say).
+      for (size_t i = 0; i < instr.out.size(); ++i)
+        values[instr.out[i]] = (*out)[i].retyped(step.values[instr.out[i]]);
       break;
     }
     case InstrOp::Reshape:
       values[instr.out[0]] = values[instr.in[0]].retyped(step.values[instr.out[0]]);
       break;
+    case InstrOp::Quantize:
+      if (!values[instr.in[0]].isBundle()) {
+        if (auto e = quantize(step, instr, values))
+          return e;
+        break;
+      }
+      [[fallthrough]];
     case InstrOp::Transpose:
     case InstrOp::Cast:
     case InstrOp::Affine:
-    case InstrOp::Fill: {
-      auto v = compute(step, instr, values);
+    case InstrOp::Fill:
+    case InstrOp::Dequantize: {
+      auto v = compute(step, instr, values, notes);
       if (!v)
         return v.takeError();
       values[instr.out[0]] = std::move(*v);
@@ -359,9 +527,11 @@ llvm::Error StepRunner::run(const Step &step, std::vector<std::string> &stash) {
 
 llvm::Expected<ExecResult> executePlan(const Plan &plan, const ExecSources &sources, CheckpointWriter &writer,
                                        const ExecOptions &options) {
+  // The writer's tensors: every stored part of the outputs, in the order expandQuantized gives.
   llvm::StringMap<size_t> outputIndex;
-  for (size_t i = 0; i < plan.outputs.size(); ++i)
-    outputIndex[plan.outputs[i].name] = i;
+  std::vector<TensorMeta> stored = expandQuantized(plan.outputs);
+  for (size_t i = 0; i < stored.size(); ++i)
+    outputIndex[stored[i].name] = i;
   if (options.progress) {
     options.progress->totalBytes = plan.outputBytes();
     options.progress->totalTensors = plan.outputs.size();
@@ -376,7 +546,7 @@ llvm::Expected<ExecResult> executePlan(const Plan &plan, const ExecSources &sour
   std::atomic<bool> failed{false};
   std::mutex resultMutex;
   llvm::Error firstError = llvm::Error::success();
-  std::vector<std::vector<std::string>> stashes(plan.steps.size());
+  std::vector<std::vector<std::string>> stashes(plan.steps.size()), notes(plan.steps.size());
 
   auto worker = [&] {
     while (!failed) {
@@ -386,7 +556,7 @@ llvm::Expected<ExecResult> executePlan(const Plan &plan, const ExecSources &sour
       const Step &step = plan.steps[i];
       uint64_t bytes = workingBytes(step);
       budget.acquire(bytes);
-      llvm::Error e = runner.run(step, stashes[i]);
+      llvm::Error e = runner.run(step, stashes[i], notes[i]);
       budget.release(bytes);
       if (e) {
         std::lock_guard lock(resultMutex);
@@ -411,6 +581,8 @@ llvm::Expected<ExecResult> executePlan(const Plan &plan, const ExecSources &sour
   ExecResult result;
   for (const auto &s : stashes)
     result.stash.insert(result.stash.end(), s.begin(), s.end());
+  for (const auto &n : notes)
+    result.lossy.insert(result.lossy.end(), n.begin(), n.end());
   result.bytesWritten = plan.outputBytes();
   result.tensorsWritten = plan.outputs.size();
   return result;

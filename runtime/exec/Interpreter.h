@@ -38,6 +38,9 @@ struct ExecResult {
   /// Dropped tensors whose bytes differ from the tensor they should duplicate: the caller
   /// keeps them aside so the way back restores them.
   std::vector<std::string> stash;
+  /// What the run did that does not keep bits (a join requantized because its parts' scales
+  /// differed), in plan order.
+  std::vector<std::string> lossy;
 };
 
 llvm::Expected<ExecResult> executePlan(const Plan &plan, const ExecSources &sources, CheckpointWriter &writer,

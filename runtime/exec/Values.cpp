@@ -14,6 +14,25 @@ RtValue::RtValue(ValueType type, TensorBytes bytes) : type_(std::move(type)) {
   keep_.push_back(std::move(bytes));
 }
 
+RtValue RtValue::bundle(ValueType type, std::vector<RtValue> parts) {
+  RtValue out;
+  out.type_ = std::move(type);
+  for (const RtValue &p : parts)
+    out.owned_ += p.owned_;
+  out.parts_ = std::move(parts);
+  return out;
+}
+
+/// The stored parts of a quantized type; the plan's type rules have checked it is valid.
+static std::vector<QuantPart> partsOf(const ValueType &t) {
+  auto parts = quantParts(t.quant, t.shape);
+  if (!parts) {
+    llvm::consumeError(parts.takeError());
+    return {};
+  }
+  return std::move(*parts);
+}
+
 void RtValue::keep(const RtValue &other) {
   for (const TensorBytes &b : other.keep_)
     if (std::none_of(keep_.begin(), keep_.end(), [&](const TensorBytes &k) { return k.data() == b.data(); }))
@@ -63,6 +82,17 @@ void RtValue::appendRange(const RtValue &from, uint64_t offset, uint64_t size) {
 }
 
 RtValue RtValue::slice(int64_t dim, int64_t start, int64_t count) const {
+  if (isBundle()) {
+    std::vector<QuantPart> layout = partsOf(type_);
+    std::vector<RtValue> parts;
+    for (size_t i = 0; i < parts_.size(); ++i) {
+      PartCut cut = partCut(type_.quant, type_.shape, layout[i], dim, start, count);
+      parts.push_back(cut.whole ? parts_[i] : parts_[i].slice(cut.dim, cut.start, cut.count));
+    }
+    ValueType t = type_;
+    t.shape[dim] = count;
+    return bundle(std::move(t), std::move(parts));
+  }
   RtValue out;
   out.type_ = type_;
   out.type_.shape[dim] = count;
@@ -76,6 +106,27 @@ RtValue RtValue::slice(int64_t dim, int64_t start, int64_t count) const {
 }
 
 RtValue RtValue::concat(llvm::ArrayRef<const RtValue *> parts, int64_t dim) {
+  if (parts[0]->isBundle()) {
+    const ValueType &first = parts[0]->type_;
+    std::vector<QuantPart> layout = partsOf(first);
+    std::vector<RtValue> joined;
+    for (size_t i = 0; i < layout.size(); ++i) {
+      PartCut cut = partCut(first.quant, first.shape, layout[i], dim, 0, first.shape[dim]);
+      if (cut.whole) {
+        joined.push_back(parts[0]->parts_[i]);
+        continue;
+      }
+      std::vector<const RtValue *> pieces;
+      for (const RtValue *p : parts)
+        pieces.push_back(&p->parts_[i]);
+      joined.push_back(concat(pieces, cut.dim));
+    }
+    ValueType t = first;
+    t.shape[dim] = 0;
+    for (const RtValue *p : parts)
+      t.shape[dim] += p->type_.shape[dim];
+    return bundle(std::move(t), std::move(joined));
+  }
   RtValue out;
   out.type_ = parts[0]->type_;
   out.type_.shape[dim] = 0;
@@ -96,8 +147,41 @@ RtValue RtValue::concat(llvm::ArrayRef<const RtValue *> parts, int64_t dim) {
 
 RtValue RtValue::retyped(ValueType type) const {
   RtValue out = *this;
+  if (type.quant.quantized()) {
+    std::vector<QuantPart> layout = partsOf(type);
+    for (size_t i = 0; i < out.parts_.size() && i < layout.size(); ++i)
+      out.parts_[i] = out.parts_[i].retyped(ValueType{layout[i].dtype, Shape(layout[i].shape.begin(), layout[i].shape.end())});
+  }
   out.type_ = std::move(type);
   return out;
+}
+
+bool RtValue::sameBytes(const RtValue &other) const {
+  if (isBundle() || other.isBundle()) {
+    if (parts_.size() != other.parts_.size())
+      return false;
+    for (size_t i = 0; i < parts_.size(); ++i)
+      if (!parts_[i].sameBytes(other.parts_[i]))
+        return false;
+    return true;
+  }
+  if (total_ != other.total_)
+    return false;
+  // Walk both segment lists in step, comparing the overlapping runs.
+  size_t i = 0, j = 0;
+  uint64_t oi = 0, oj = 0;
+  while (i < segments_.size() && j < other.segments_.size()) {
+    uint64_t n = std::min(segments_[i].size - oi, other.segments_[j].size - oj);
+    if (std::memcmp(segments_[i].data + oi, other.segments_[j].data + oj, n) != 0)
+      return false;
+    oi += n;
+    oj += n;
+    if (oi == segments_[i].size)
+      ++i, oi = 0;
+    if (oj == other.segments_[j].size)
+      ++j, oj = 0;
+  }
+  return true;
 }
 
 } // namespace ckptmap

@@ -37,11 +37,55 @@ std::vector<OptionSpec> compileOptions() {
       {"hf-config", 0, "PATH", "config.json to use when the input has none (Megatron checkpoints)"},
       {"hf-base", 0, "DIR", "the original HF checkpoint, for the parts MCore does not hold"},
       {"any-model-type", 0, "", "accept a config whose model_type the rulebook does not list"},
+      {"quantize", 0, "FORMAT", "store eligible weights as nvfp4, fp8, fp8-block or mxfp8"},
+      {"exclude", 0, "PATTERN", "with --quantize: leave tensors or modules matching this glob unquantized", true},
+      {"dequantize", 0, "", "store every quantized weight as BF16"},
+      {"quant-format", 0, "NAMING", "NVFP4 naming of the output: modelopt or compressed-tensors"},
   };
 }
 
-std::vector<OptionSpec> with(std::vector<OptionSpec> a, const std::vector<OptionSpec> &b) {
+/// --quantize, --exclude, --dequantize, --quant-format.
+llvm::Error quantOptions(const ParsedArgs &args, QuantPassOptions &q) {
+  auto bad = [](const std::string &m) { return llvm::createStringError(llvm::inconvertibleErrorCode(), m.c_str()); };
+  if (args.has("quantize")) {
+    auto kind = parseQuantKind(args.get("quantize"));
+    if (!kind || *kind == QuantKind::None)
+      return bad("--quantize expects nvfp4, fp8, fp8-block or mxfp8, got '" + args.get("quantize") + "'");
+    q.quantize.kind = *kind;
+  }
+  q.exclude = args.all("exclude");
+  if (!q.exclude.empty() && !args.has("quantize"))
+    return bad("--exclude applies to --quantize");
+  q.dequantize = args.has("dequantize");
+  if (q.dequantize && args.has("quantize"))
+    return bad("--quantize and --dequantize exclude each other");
+  if (args.has("quant-format")) {
+    std::string n = args.get("quant-format");
+    if (n != "modelopt" && n != "compressed-tensors")
+      return bad("--quant-format expects modelopt or compressed-tensors, got '" + n + "'");
+    q.naming = n == "modelopt" ? QuantNaming::ModelOpt : QuantNaming::CompressedTensors;
+    q.quantize.naming = *q.naming;
+  }
+  return llvm::Error::success();
+}
+
+// Options of the commands that write a checkpoint.
+std::vector<OptionSpec> executionOptions() {
+  return {
+      {"max-shard-size", 0, "SIZE", "largest output shard (default 5GB; KB/MB/GB or KiB/MiB/GiB)"},
+      {"max-memory", 0, "SIZE", "working memory for ops that compute (default: no limit)"},
+      {"threads", 'j', "N", "worker threads (default: one per core)"},
+      {"force", 'f', "", "replace OUT if it exists"},
+      {"json", 0, "", "print a JSON summary, no progress"},
+      {"quiet", 'q', "", "print nothing on success"},
+      {"no-progress", 0, "", "no progress line"},
+  };
+}
+
+std::vector<OptionSpec> with(std::vector<OptionSpec> a, const std::vector<OptionSpec> &b,
+                             const std::vector<OptionSpec> &c = {}) {
   a.insert(a.end(), b.begin(), b.end());
+  a.insert(a.end(), c.begin(), c.end());
   return a;
 }
 
@@ -78,6 +122,8 @@ llvm::Expected<ConvertOptions> conversionOptions(const ParsedArgs &args, const O
   o.bind.anyModelType = args.has("any-model-type");
   o.hfConfig = args.get("hf-config");
   o.hfBase = args.get("hf-base");
+  if (auto e = quantOptions(args, o.quant))
+    return llvm::Expected<ConvertOptions>(std::move(e));
   return o;
 }
 
@@ -192,6 +238,66 @@ void printPlanSummary(const Plan &plan, llvm::raw_ostream &os) {
        << "\n";
 }
 
+/// Runs a conversion with the execution options of run/quantize and prints its summary.
+int executeConversion(const ParsedArgs &args, ConvertOptions options, const std::string &in, const std::string &out) {
+  if (args.has("max-shard-size")) {
+    auto size = parseByteSize(args.get("max-shard-size"));
+    if (!size)
+      return fail(size.takeError());
+    options.write.maxShardSize = *size;
+  }
+  if (args.has("max-memory")) {
+    auto size = parseByteSize(args.get("max-memory"));
+    if (!size)
+      return fail(size.takeError());
+    options.exec.maxMemory = *size;
+  }
+  if (args.has("threads")) {
+    unsigned n = 0;
+    if (llvm::StringRef(args.get("threads")).getAsInteger(10, n) || n == 0)
+      return fail("--threads expects a positive integer, got '" + args.get("threads") + "'");
+    options.exec.threads = n;
+  }
+  options.write.force = args.has("force");
+
+  SourceManager sources;
+  DiagnosticEngine diags(sources);
+  auto summary = convert(in, out, options, sources, diags);
+  diags.print(llvm::errs());
+  if (!summary)
+    return fail(summary.takeError());
+  const Plan &plan = summary->plan;
+  if (args.has("json")) {
+    json j = planSummaryJson(plan);
+    j["output"] = out;
+    j["seconds"] = summary->seconds;
+    j["bytes_written"] = summary->exec.bytesWritten;
+    j["kept_aside"] = summary->exec.stash;
+    j["lossy"] = summary->exec.lossy;
+    j["quantized"] = summary->quant.quantized;
+    j["dequantized"] = summary->quant.dequantized;
+    j["excluded_modules"] = summary->quant.excludedModules;
+    llvm::outs() << j.dump(2) << "\n";
+    return 0;
+  }
+  for (const std::string &s : summary->exec.lossy)
+    llvm::errs() << "ckptmap: warning: " << s << "\n";
+  if (!args.has("quiet")) {
+    printPlanSummary(plan, llvm::outs());
+    for (const std::string &s : summary->exec.stash)
+      llvm::outs() << "  kept aside (differs from the tensor that would restore it): " << s << "\n";
+    const QuantPassReport &q = summary->quant;
+    if (q.quantized || q.dequantized || q.renamed)
+      llvm::outs() << "  quantization: " << q.quantized << " weights quantized, " << q.dequantized << " dequantized, "
+                   << q.renamed << " renamed; " << q.excludedModules.size() << " matrices left unquantized\n";
+    double rate = summary->seconds > 0 ? double(summary->exec.bytesWritten) / summary->seconds : 0;
+    llvm::outs() << "wrote " << out << ": " << summary->exec.tensorsWritten << " tensors, "
+                 << formatBytes(summary->exec.bytesWritten) << " in " << llvm::format("%.2f", summary->seconds) << " s ("
+                 << formatBytes(uint64_t(rate)) << "/s)\n";
+  }
+  return 0;
+}
+
 } // namespace
 
 int runInspect(const ParsedArgs &args) {
@@ -253,7 +359,7 @@ int runCheck(const ParsedArgs &args) {
     return 1;
   }
   llvm::outs() << "way back " << plan.to << " -> " << plan.from << ": " << trip.restored << " of "
-               << c->compiled.inputs.source.size() << " tensors restored with their names, dtypes and shapes\n";
+               << trip.total << " tensors restored with their names, dtypes and shapes\n";
   for (const std::string &m : trip.mismatches)
     llvm::outs() << "  mismatch: " << m << "\n";
   size_t shown = 0;
@@ -313,55 +419,34 @@ int runRun(const ParsedArgs &args) {
     if (!o)
       return fail(o.takeError());
     options = std::move(*o);
+    // One convention on both sides (e.g. --dequantize --from hf --to hf): names stay as they
+    // are and only the storage passes apply.
+    options.identity = options.bind.from == options.bind.to;
   }
   input = llvm::Expected<OpenedCheckpoint>(llvm::createStringError(llvm::inconvertibleErrorCode(), "closed"));
   llvm::consumeError(input.takeError());
-  if (args.has("max-shard-size")) {
-    auto size = parseByteSize(args.get("max-shard-size"));
-    if (!size)
-      return fail(size.takeError());
-    options.write.maxShardSize = *size;
-  }
-  if (args.has("max-memory")) {
-    auto size = parseByteSize(args.get("max-memory"));
-    if (!size)
-      return fail(size.takeError());
-    options.exec.maxMemory = *size;
-  }
-  if (args.has("threads")) {
-    unsigned n = 0;
-    if (llvm::StringRef(args.get("threads")).getAsInteger(10, n) || n == 0)
-      return fail("--threads expects a positive integer, got '" + args.get("threads") + "'");
-    options.exec.threads = n;
-  }
-  options.write.force = args.has("force");
+  return executeConversion(args, std::move(options), rest[0], rest[1]);
+}
 
-  SourceManager sources;
-  DiagnosticEngine diags(sources);
-  auto summary = convert(rest[0], rest[1], options, sources, diags);
-  diags.print(llvm::errs());
-  if (!summary)
-    return fail(summary.takeError());
-  const Plan &plan = summary->plan;
-  if (args.has("json")) {
-    json j = planSummaryJson(plan);
-    j["output"] = rest[1];
-    j["seconds"] = summary->seconds;
-    j["bytes_written"] = summary->exec.bytesWritten;
-    j["kept_aside"] = summary->exec.stash;
-    llvm::outs() << j.dump(2) << "\n";
-    return 0;
+int runQuantize(const ParsedArgs &args) {
+  ConvertOptions options;
+  options.identity = true;
+  options.bind.from = options.bind.to = "hf";
+  if (!args.has("format"))
+    return fail("--format is required (nvfp4, fp8, fp8-block or mxfp8)");
+  auto kind = parseQuantKind(args.get("format"));
+  if (!kind || *kind == QuantKind::None)
+    return fail("--format expects nvfp4, fp8, fp8-block or mxfp8, got '" + args.get("format") + "'");
+  options.quant.quantize.kind = *kind;
+  options.quant.exclude = args.all("exclude");
+  if (args.has("quant-format")) {
+    std::string n = args.get("quant-format");
+    if (n != "modelopt" && n != "compressed-tensors")
+      return fail("--quant-format expects modelopt or compressed-tensors, got '" + n + "'");
+    options.quant.quantize.naming = n == "modelopt" ? QuantNaming::ModelOpt : QuantNaming::CompressedTensors;
   }
-  if (!args.has("quiet")) {
-    printPlanSummary(plan, llvm::outs());
-    for (const std::string &s : summary->exec.stash)
-      llvm::outs() << "  kept aside (differs from the tensor that would restore it): " << s << "\n";
-    double rate = summary->seconds > 0 ? double(summary->exec.bytesWritten) / summary->seconds : 0;
-    llvm::outs() << "wrote " << rest[1] << ": " << summary->exec.tensorsWritten << " tensors, "
-                 << formatBytes(summary->exec.bytesWritten) << " in " << llvm::format("%.2f", summary->seconds) << " s ("
-                 << formatBytes(uint64_t(rate)) << "/s)\n";
-  }
-  return 0;
+  ProgressDisplay::setQuiet(args.has("quiet") || args.has("json") || args.has("no-progress"));
+  return executeConversion(args, std::move(options), args.positionals()[0], args.positionals()[1]);
 }
 
 namespace {
@@ -533,15 +618,20 @@ const std::vector<CommandSpec> &commandSpecs() {
        "carried over. The choices made are recorded in OUT/ckptmap.json, so converting OUT back\n"
        "needs neither a direction nor a rulebook.",
        with(compileOptions(), {{"plan", 0, "PLAN.json", "run a compiled plan instead of a rulebook"},
-                               {"max-shard-size", 0, "SIZE", "largest output shard (default 5GB; KB/MB/GB or KiB/MiB/GiB)"},
-                               {"max-memory", 0, "SIZE", "working memory for ops that compute (default: no limit)"},
-                               {"threads", 'j', "N", "worker threads (default: one per core)"},
-                               {"force", 'f', "", "replace OUT if it exists"},
-                               {"json", 0, "", "print a JSON summary, no progress"},
-                               {"quiet", 'q', "", "print nothing on success"},
-                               {"no-progress", 0, "", "no progress line"},
-                               {"rulebook", 0, "PATH", "the rulebook (instead of the first argument)"}}),
+                               {"rulebook", 0, "PATH", "the rulebook (instead of the first argument)"}},
+                          executionOptions()),
        2, 3},
+      {"quantize", "--format F [--exclude PATTERN]... IN OUT", "quantize a checkpoint's weights, keeping every name",
+       "Writes IN's tensors under their own names, the eligible linear weights quantized to F\n"
+       "(nvfp4, fp8, fp8-block or mxfp8): X.weight becomes X.weight with its scales beside it\n"
+       "(X.weight_scale, ...). Embeddings, lm_head, routers, norms, biases, conv1d, A_log, D, dt_bias\n"
+       "and MTP heads stay as they are. Writes hf_quant_config.json and config.json's\n"
+       "quantization_config, listing the modules left out.",
+       with({{"format", 0, "F", "nvfp4, fp8, fp8-block or mxfp8"},
+             {"exclude", 0, "PATTERN", "leave tensors or modules matching this glob unquantized", true},
+             {"quant-format", 0, "NAMING", "NVFP4 naming: modelopt (default) or compressed-tensors"}},
+            executionOptions()),
+       2, 2},
       {"explain", "[RULEBOOK] --from X --to Y CKPT TENSOR", "show how one tensor is converted, both ways",
        "Prints the rule that maps TENSOR (with its source line), the ops it goes through and the\n"
        "tensors it becomes, then the same for the way back.",

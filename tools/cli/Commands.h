@@ -11,6 +11,7 @@ int runDiff(const ParsedArgs &args);
 int runCheck(const ParsedArgs &args);
 int runCompile(const ParsedArgs &args);
 int runRun(const ParsedArgs &args);
+int runQuantize(const ParsedArgs &args);
 int runExplain(const ParsedArgs &args);
 int runOps(const ParsedArgs &args);
 

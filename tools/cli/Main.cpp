@@ -34,7 +34,7 @@ int main(int argc, char **argv) {
   }
   static const std::pair<const char *, std::function<int(const ParsedArgs &)>> handlers[] = {
       {"inspect", runInspect}, {"diff", runDiff},       {"check", runCheck}, {"compile", runCompile},
-      {"run", runRun},         {"explain", runExplain}, {"ops", runOps},
+      {"run", runRun},         {"quantize", runQuantize}, {"explain", runExplain}, {"ops", runOps},
   };
   for (const CommandSpec &spec : commandSpecs()) {
     if (spec.name != args[0])
