@@ -19,6 +19,7 @@
 #include "kernels/Status.h"
 
 #include <cstddef>
+#include <cstdint>
 
 namespace ckptmap::cuda {
 
@@ -29,6 +30,10 @@ KernelStatus castTensor(DType from, const void* src, DType to, void* dst, size_t
 
 KernelStatus affineTensor(DType from, const void* src, DType to, void* dst, size_t n, double scale,
                           double shift, void* stream = nullptr);
+
+/// As cpu::transpose (kernels/Layout.h); `shape` and `perm` are host arrays.
+KernelStatus transpose(const void* src, void* dst, const int64_t* shape, const int64_t* perm, size_t rank,
+                       size_t elemBytes, void* stream = nullptr);
 
 /// amax(|W|) of a device tensor, returned to the host; NonFinite on NaN/Inf.
 KernelStatus amax(DType in, const void* src, size_t n, float& result, void* stream = nullptr);
@@ -50,19 +55,4 @@ KernelStatus requantize(const QuantRef& in, size_t rows, size_t cols, const Quan
                         const QuantOptions& opt = {}, DType via = DType::F32, void* scratch = nullptr,
                         void* stream = nullptr);
 
-/// The same operations on host memory, staged through device buffers (for tests and small
-/// tensors): copy in, run, copy out, synchronously.
-namespace staged {
-
-KernelStatus castTensor(DType from, const void* src, DType to, void* dst, size_t n);
-KernelStatus affineTensor(DType from, const void* src, DType to, void* dst, size_t n, double scale,
-                          double shift);
-KernelStatus quantizeExperts(DType in, const void* src, size_t experts, size_t rows, size_t cols,
-                             const QuantOut& out, const QuantOptions& opt = {});
-KernelStatus dequantizeExperts(const QuantRef& in, size_t experts, size_t rows, size_t cols, DType out,
-                               void* dst);
-KernelStatus requantize(const QuantRef& in, size_t rows, size_t cols, const QuantOut& out,
-                        const QuantOptions& opt = {}, DType via = DType::F32);
-
-} // namespace staged
 } // namespace ckptmap::cuda

@@ -13,6 +13,9 @@ KernelStatus noDevice() {
 bool cudaAvailable() { return false; }
 KernelStatus castTensor(DType, const void*, DType, void*, size_t, void*) { return noDevice(); }
 KernelStatus affineTensor(DType, const void*, DType, void*, size_t, double, double, void*) { return noDevice(); }
+KernelStatus transpose(const void*, void*, const int64_t*, const int64_t*, size_t, size_t, void*) {
+  return noDevice();
+}
 KernelStatus amax(DType, const void*, size_t, float&, void*) { return noDevice(); }
 KernelStatus quantize(DType, const void*, size_t, size_t, const QuantOut&, const QuantOptions&, void*) {
   return noDevice();
@@ -26,17 +29,6 @@ KernelStatus requantize(const QuantRef&, size_t, size_t, const QuantOut&, const 
   return noDevice();
 }
 
-namespace staged {
-KernelStatus castTensor(DType, const void*, DType, void*, size_t) { return noDevice(); }
-KernelStatus affineTensor(DType, const void*, DType, void*, size_t, double, double) { return noDevice(); }
-KernelStatus quantizeExperts(DType, const void*, size_t, size_t, size_t, const QuantOut&, const QuantOptions&) {
-  return noDevice();
-}
-KernelStatus dequantizeExperts(const QuantRef&, size_t, size_t, size_t, DType, void*) { return noDevice(); }
-KernelStatus requantize(const QuantRef&, size_t, size_t, const QuantOut&, const QuantOptions&, DType) {
-  return noDevice();
-}
-} // namespace staged
 } // namespace ckptmap::cuda
 
 #endif

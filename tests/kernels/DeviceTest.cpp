@@ -1,12 +1,15 @@
-// GPU kernels against the CPU reference, bit for bit, on random data (large tensors, odd sizes,
-// misaligned pointers, experts, NaN inputs), plus a throughput report against device-to-device
-// copy bandwidth. Without a GPU every test case is skipped and the program exits with 77, which
-// CTest reports as "Skipped".
+// GPU kernels and the GPU backend against the CPU reference, bit for bit, on random data
+// (tensors of several GB, odd sizes, misaligned pointers, experts, NaN inputs, lanes too small
+// for a tensor, many threads at once). Without a GPU every test case is skipped and the program
+// exits with 77, which CTest reports as "Skipped". Throughput is measured by
+// tools/bench/bench_kernels, not here.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include "Helpers.h"
 
+#include "kernels/Backend.h"
 #include "kernels/Cast.h"
 #include "kernels/Cuda.h"
+#include "kernels/Layout.h"
 #include "kernels/Quant.h"
 
 #include <doctest/doctest.h>
@@ -18,7 +21,6 @@
 #include <vector>
 
 #ifdef CKPTMAP_HAVE_CUDA
-#include <chrono>
 #include <cuda_runtime.h>
 #endif
 
@@ -35,6 +37,7 @@ int main(int argc, char** argv) {
   return ctx.run();
 }
 
+#ifdef CKPTMAP_HAVE_CUDA
 namespace {
 
 const Exec kAllCores{std::max(1u, std::thread::hardware_concurrency())};
@@ -76,6 +79,56 @@ struct Parts {
   }
 };
 
+/// Device memory, optionally holding a copy of host bytes: for calling the cuda:: entry points.
+struct DeviceCopy {
+  void* ptr = nullptr;
+  size_t bytes;
+  explicit DeviceCopy(size_t n, const void* host = nullptr) : bytes(n) {
+    REQUIRE(cudaMalloc(&ptr, n ? n : 1) == cudaSuccess);
+    if (host && n)
+      REQUIRE(cudaMemcpy(ptr, host, n, cudaMemcpyHostToDevice) == cudaSuccess);
+  }
+  DeviceCopy(const DeviceCopy&) = delete;
+  ~DeviceCopy() { cudaFree(ptr); }
+  template <class T> T* as() const { return static_cast<T*>(ptr); }
+  void read(void* host) const {
+    if (bytes)
+      REQUIRE(cudaMemcpy(host, ptr, bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
+  }
+};
+
+/// The GPU backend as the runtime uses it (every call on the GPU), and one whose lanes are too
+/// small for most tensors here, so calls are split into row blocks.
+KernelBackend& gpu() {
+  static std::unique_ptr<KernelBackend> b = [] {
+    KernelStatus s;
+    auto r = makeCudaBackend({}, s);
+    REQUIRE_MESSAGE(r, s.message());
+    return r;
+  }();
+  return *b;
+}
+KernelBackend& smallLanes() {
+  static std::unique_ptr<KernelBackend> b = [] {
+    CudaBackendOptions o;
+    o.maxGpuMemory = 2 << 20;
+    o.lanes = 2;
+    KernelStatus s;
+    auto r = makeCudaBackend(o, s);
+    REQUIRE_MESSAGE(r, s.message());
+    return r;
+  }();
+  return *b;
+}
+
+/// An expert's parts within a stack.
+QuantOut expertOut(QuantFormat f, DType st, Parts& p, size_t e, const QuantShapes& sh) {
+  return {f, p.data.data() + e * sh.dataBytes(), p.scale.data() + e * sh.scaleBytes(), st, p.global.data() + e};
+}
+QuantRef expertRef(QuantFormat f, DType st, const Parts& p, size_t e, const QuantShapes& sh) {
+  return {f, p.data.data() + e * sh.dataBytes(), p.scale.data() + e * sh.scaleBytes(), st, p.global.data() + e};
+}
+
 void compareQuantize(QuantFormat f, DType in, DType st, size_t experts, size_t rows, size_t cols, uint32_t seed) {
   CAPTURE(quantFormatName(f));
   CAPTURE(dtypeName(in));
@@ -83,23 +136,56 @@ void compareQuantize(QuantFormat f, DType in, DType st, size_t experts, size_t r
   CAPTURE(rows);
   CAPTURE(cols);
   const std::vector<uint8_t> w = randomWeights(in, experts * rows * cols, seed);
+  QuantShapes sh;
+  REQUIRE(quantShapes(f, rows, cols, sh, st).ok());
+  const size_t matrixBytes = rows * cols * dtypeSize(in);
   Parts c(f, st, experts, rows, cols), g(f, st, experts, rows, cols);
   QuantOptions opt;
   opt.exec = kAllCores;
   REQUIRE(cpu::quantizeExperts(in, w.data(), experts, rows, cols, {f, c.data.data(), c.scale.data(), st, c.global.data()}, opt).ok());
-  REQUIRE(cuda::staged::quantizeExperts(in, w.data(), experts, rows, cols, {f, g.data.data(), g.scale.data(), st, g.global.data()}).ok());
+  {
+    DeviceCopy din(w.size(), w.data()), dd(g.data.size()), ds(g.scale.size()), dg(experts * 4);
+    REQUIRE(cuda::quantizeExperts(in, din.ptr, experts, rows, cols, {f, dd.ptr, ds.ptr, st, dg.as<float>()}).ok());
+    dd.read(g.data.data());
+    ds.read(g.scale.data());
+    dg.read(g.global.data());
+  }
   CHECK(c.data == g.data);
   CHECK(c.scale == g.scale);
   if (f == QuantFormat::Nvfp4)
     CHECK(std::memcmp(c.global.data(), g.global.data(), experts * 4) == 0);
+  // The backend, matrix by matrix as the runtime calls it, whole and in row blocks.
+  for (KernelBackend* b : {&gpu(), &smallLanes()}) {
+    Parts p(f, st, experts, rows, cols);
+    for (size_t e = 0; e < experts; ++e)
+      REQUIRE(b->quantize(in, w.data() + e * matrixBytes, rows, cols, expertOut(f, st, p, e, sh), {}).ok());
+    CHECK(c.data == p.data);
+    CHECK(c.scale == p.scale);
+    if (f == QuantFormat::Nvfp4)
+      CHECK(std::memcmp(c.global.data(), p.global.data(), experts * 4) == 0);
+  }
 
   // Dequantize the CPU's result on both sides, to every output dtype.
   const QuantRef ref{f, c.data.data(), c.scale.data(), st, c.global.data()};
   for (DType out : kInputs) {
+    CAPTURE(dtypeName(out));
     std::vector<uint8_t> dc(experts * rows * cols * dtypeSize(out)), dg(dc.size());
     REQUIRE(cpu::dequantizeExperts(ref, experts, rows, cols, out, dc.data(), kAllCores).ok());
-    REQUIRE(cuda::staged::dequantizeExperts(ref, experts, rows, cols, out, dg.data()).ok());
+    {
+      DeviceCopy dd(c.data.size(), c.data.data()), ds(c.scale.size(), c.scale.data()),
+          dgl(experts * 4, c.global.data()), dout(dg.size());
+      const QuantRef dref{f, dd.ptr, ds.ptr, st, f == QuantFormat::Nvfp4 ? dgl.as<float>() : nullptr};
+      REQUIRE(cuda::dequantizeExperts(dref, experts, rows, cols, out, dout.ptr).ok());
+      dout.read(dg.data());
+    }
     CHECK(dc == dg);
+    const size_t outBytes = rows * cols * dtypeSize(out);
+    for (KernelBackend* b : {&gpu(), &smallLanes()}) {
+      std::vector<uint8_t> db(dc.size());
+      for (size_t e = 0; e < experts; ++e)
+        REQUIRE(b->dequantize(expertRef(f, st, c, e, sh), rows, cols, out, db.data() + e * outBytes).ok());
+      CHECK(dc == db);
+    }
   }
 }
 
@@ -115,21 +201,28 @@ TEST_CASE("device casts equal the CPU casts for all float pairs") {
         CAPTURE(n);
         CAPTURE(dtypeName(from));
         CAPTURE(dtypeName(to));
-        std::vector<uint8_t> c(n * dtypeSize(to)), g(c.size());
+        std::vector<uint8_t> c(n * dtypeSize(to)), g(c.size()), h(c.size());
         REQUIRE(cpu::castTensor(from, src.data(), to, c.data(), n, kAllCores).ok());
-        REQUIRE(cuda::staged::castTensor(from, src.data(), to, g.data(), n).ok());
+        REQUIRE(gpu().castTensor(from, src.data(), to, g.data(), n).ok());
         CHECK(c == g);
+        REQUIRE(smallLanes().castTensor(from, src.data(), to, h.data(), n).ok());
+        CHECK(c == h);
       }
     }
   }
   const std::vector<uint8_t> e8 = randomBits(DType::F8_E8M0, 4096, 3);
   std::vector<float> c(4096), g(4096);
   REQUIRE(cpu::castTensor(DType::F8_E8M0, e8.data(), DType::F32, c.data(), 4096).ok());
-  REQUIRE(cuda::staged::castTensor(DType::F8_E8M0, e8.data(), DType::F32, g.data(), 4096).ok());
+  REQUIRE(gpu().castTensor(DType::F8_E8M0, e8.data(), DType::F32, g.data(), 4096).ok());
   CHECK(std::memcmp(c.data(), g.data(), 4096 * 4) == 0);
-  int32_t i = 1;
-  float f;
-  CHECK(cuda::staged::castTensor(DType::I32, &i, DType::F32, &f, 1).code() == KernelErrc::UnsupportedCast);
+  // Integer casts have no device kernel: the backend runs them on the CPU, with its results.
+  DeviceCopy di(4), df(4);
+  CHECK(cuda::castTensor(DType::I32, di.ptr, DType::F32, df.ptr, 1).code() == KernelErrc::UnsupportedCast);
+  const int32_t ints[3] = {-7, 0, 1 << 30};
+  float fc[3], fg[3];
+  REQUIRE(cpu::castTensor(DType::I32, ints, DType::F32, fc, 3).ok());
+  REQUIRE(gpu().castTensor(DType::I32, ints, DType::F32, fg, 3).ok());
+  CHECK(std::memcmp(fc, fg, sizeof fc) == 0);
 }
 
 TEST_CASE("device affine equals the CPU affine") {
@@ -143,7 +236,10 @@ TEST_CASE("device affine equals the CPU affine") {
         CAPTURE(dtypeName(to));
         std::vector<uint8_t> c(n * dtypeSize(to)), g(c.size());
         REQUIRE(cpu::affineTensor(from, src.data(), to, c.data(), n, scale, shift, kAllCores).ok());
-        REQUIRE(cuda::staged::affineTensor(from, src.data(), to, g.data(), n, scale, shift).ok());
+        REQUIRE(gpu().affineTensor(from, src.data(), to, g.data(), n, scale, shift).ok());
+        CHECK(c == g);
+        std::fill(g.begin(), g.end(), uint8_t{0});
+        REQUIRE(smallLanes().affineTensor(from, src.data(), to, g.data(), n, scale, shift).ok());
         CHECK(c == g);
       }
     }
@@ -193,14 +289,32 @@ TEST_CASE("device quantizers report NaN/Inf like the CPU") {
       Parts c(f, DType::F32, experts, rows, cols), g(f, DType::F32, experts, rows, cols);
       const KernelStatus sc = cpu::quantizeExperts(in, src.data(), experts, rows, cols,
                                                    {f, c.data.data(), c.scale.data(), DType::F32, c.global.data()});
-      const KernelStatus sg = cuda::staged::quantizeExperts(in, src.data(), experts, rows, cols,
-                                                            {f, g.data.data(), g.scale.data(), DType::F32, g.global.data()});
+      KernelStatus sg;
+      {
+        DeviceCopy din(src.size(), src.data()), dd(g.data.size()), ds(g.scale.size()), dg(experts * 4);
+        sg = cuda::quantizeExperts(in, din.ptr, experts, rows, cols, {f, dd.ptr, ds.ptr, DType::F32, dg.as<float>()});
+      }
       CAPTURE(sc.message());
       CAPTURE(sg.message());
       CHECK(sc.code() == KernelErrc::NonFinite);
       CHECK(sg.code() == KernelErrc::NonFinite);
       CHECK(sg.index() == sc.index());
       CHECK(sg.message() == sc.message());
+      // The backend reports a matrix's first NaN/Inf exactly as the CPU does, chunked or not.
+      QuantShapes sh;
+      REQUIRE(quantShapes(f, rows, cols, sh).ok());
+      const size_t matrixBytes = rows * cols * dtypeSize(in);
+      for (size_t e : {size_t{1}, size_t{2}}) {
+        Parts p(f, DType::F32, experts, rows, cols);
+        const KernelStatus cm = cpu::quantize(in, src.data() + e * matrixBytes, rows, cols,
+                                              expertOut(f, DType::F32, p, e, sh));
+        for (KernelBackend* b : {&gpu(), &smallLanes()}) {
+          const KernelStatus bm = b->quantize(in, src.data() + e * matrixBytes, rows, cols,
+                                              expertOut(f, DType::F32, p, e, sh), {});
+          CHECK(bm.code() == KernelErrc::NonFinite);
+          CHECK(bm.message() == cm.message());
+        }
+      }
     }
   }
 }
@@ -215,7 +329,15 @@ TEST_CASE("device requantize equals the CPU requantize") {
     for (QuantFormat to : kFormats) {
       Parts c(to, DType::F32, 1, rows, cols), g(to, DType::F32, 1, rows, cols);
       REQUIRE(cpu::requantize(ref, rows, cols, {to, c.data.data(), c.scale.data(), DType::F32, c.global.data()}, {}, via).ok());
-      REQUIRE(cuda::staged::requantize(ref, rows, cols, {to, g.data.data(), g.scale.data(), DType::F32, g.global.data()}, {}, via).ok());
+      {
+        DeviceCopy bd(block.data.size(), block.data.data()), bs(block.scale.size(), block.scale.data()),
+            dd(g.data.size()), ds(g.scale.size()), dg(4);
+        const QuantRef dref{QuantFormat::Fp8Block, bd.ptr, bs.ptr, DType::F32};
+        REQUIRE(cuda::requantize(dref, rows, cols, {to, dd.ptr, ds.ptr, DType::F32, dg.as<float>()}, {}, via).ok());
+        dd.read(g.data.data());
+        ds.read(g.scale.data());
+        dg.read(g.global.data());
+      }
       CHECK(c.data == g.data);
       CHECK(c.scale == g.scale);
       CHECK(std::memcmp(c.global.data(), g.global.data(), 4) == 0);
@@ -223,7 +345,6 @@ TEST_CASE("device requantize equals the CPU requantize") {
   }
 }
 
-#ifdef CKPTMAP_HAVE_CUDA
 namespace {
 
 /// A device copy of `host` placed `offset` bytes past a 256-byte boundary.
@@ -279,59 +400,87 @@ TEST_CASE("device kernels on misaligned pointers (scalar paths)") {
     CHECK(deq.read(dc.size()) == dc);
   }
 }
+TEST_CASE("device transpose equals the CPU transpose") {
+  struct Case {
+    std::vector<int64_t> shape, perm;
+  };
+  const Case cases[] = {{{1}, {0}},           {{37, 91}, {1, 0}},           {{3, 5, 7}, {2, 0, 1}},
+                        {{4, 1, 6, 2}, {3, 2, 1, 0}}, {{2048, 1536}, {1, 0}}, {{2, 3, 4, 5, 6}, {4, 2, 0, 3, 1}}};
+  for (const Case& c : cases) {
+    for (size_t elem : {size_t{1}, size_t{2}, size_t{4}, size_t{8}, size_t{3}}) {
+      CAPTURE(elem);
+      size_t n = 1;
+      for (int64_t d : c.shape)
+        n *= size_t(d);
+      const std::vector<uint8_t> src = randomBits(DType::U8, n * elem + 8, uint32_t(n + elem));
+      std::vector<uint8_t> want(n * elem), got(n * elem), chunked(n * elem);
+      REQUIRE(cpu::transpose(src.data(), want.data(), c.shape.data(), c.perm.data(), c.shape.size(), elem).ok());
+      REQUIRE(gpu().transpose(src.data(), got.data(), c.shape.data(), c.perm.data(), c.shape.size(), elem).ok());
+      CHECK(want == got);
+      // A tensor larger than a lane is transposed on the CPU, with the same result.
+      REQUIRE(smallLanes().transpose(src.data(), chunked.data(), c.shape.data(), c.perm.data(), c.shape.size(), elem).ok());
+      CHECK(want == chunked);
+    }
+  }
+}
 
-TEST_CASE("device kernel throughput against device-to-device copy (report)") {
-  const size_t rows = 16384, cols = 8192, n = rows * cols; // 256 MiB of BF16
-  void *src = nullptr, *dst = nullptr, *scale = nullptr, *global = nullptr;
-  REQUIRE(cudaMalloc(&src, n * 4) == cudaSuccess);
-  REQUIRE(cudaMalloc(&dst, n * 4) == cudaSuccess);
-  REQUIRE(cudaMalloc(&scale, n / 8) == cudaSuccess);
-  REQUIRE(cudaMalloc(&global, 64) == cudaSuccess);
-  const std::vector<uint8_t> w = randomWeights(DType::BF16, n, 77);
-  REQUIRE(cudaMemcpy(src, w.data(), n * 2, cudaMemcpyHostToDevice) == cudaSuccess);
-  auto time = [](auto&& f) {
-    f(); // warm-up
-    cudaDeviceSynchronize();
-    const auto t0 = std::chrono::steady_clock::now();
-    const int reps = 5;
-    for (int i = 0; i < reps; ++i)
-      f();
-    cudaDeviceSynchronize();
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
-  };
-  // Bytes moved: read + write. The copy reference moves n * 2 bytes each way.
-  const double copy = time([&] { cudaMemcpyAsync(dst, src, n * 2, cudaMemcpyDeviceToDevice); });
-  const double copyBw = 2.0 * n * 2 / copy;
-  auto report = [&](const char* name, double seconds, double bytes) {
-    const double bw = bytes / seconds;
-    MESSAGE(name << ": " << bw / 1e9 << " GB/s, " << bw / copyBw << " of D2D copy (" << copyBw / 1e9 << " GB/s)");
-  };
-  QuantOut nv{QuantFormat::Nvfp4, dst, scale, DType::F32, static_cast<float*>(global)};
-  report("nvfp4 quantize bf16 (amax + quantize passes)",
-         time([&] { REQUIRE(cuda::quantize(DType::BF16, src, rows, cols, nv).ok()); }), n * 2.0 * 2 + n / 2.0 + n / 16.0);
-  const QuantRef nvr{QuantFormat::Nvfp4, dst, scale, DType::F32, static_cast<float*>(global)};
-  report("nvfp4 dequantize -> bf16",
-         time([&] { REQUIRE(cuda::dequantize(nvr, rows, cols, DType::BF16, src).ok()); }), n / 2.0 + n / 16.0 + n * 2.0);
-  QuantOut blk{QuantFormat::Fp8Block, dst, scale, DType::F32};
-  report("fp8 block quantize bf16",
-         time([&] { REQUIRE(cuda::quantize(DType::BF16, src, rows, cols, blk).ok()); }), n * 2.0 + n);
-  const QuantRef blkr{QuantFormat::Fp8Block, dst, scale, DType::F32};
-  report("fp8 block dequantize -> bf16",
-         time([&] { REQUIRE(cuda::dequantize(blkr, rows, cols, DType::BF16, static_cast<char*>(dst) + n).ok()); }),
-         n + n * 2.0);
-  QuantOut mx{QuantFormat::Mxfp8, dst, scale};
-  report("mxfp8 quantize bf16", time([&] { REQUIRE(cuda::quantize(DType::BF16, src, rows, cols, mx).ok()); }),
-         n * 2.0 + n + n / 32.0);
-  QuantOut f8{QuantFormat::Fp8Tensor, dst, global};
-  report("fp8 quantize bf16 (amax + quantize passes)",
-         time([&] { REQUIRE(cuda::quantize(DType::BF16, src, rows, cols, f8).ok()); }), n * 2.0 * 2 + n);
-  report("cast bf16 -> f32", time([&] { REQUIRE(cuda::castTensor(DType::BF16, src, DType::F32, dst, n).ok()); }),
-         n * 2.0 + n * 4.0);
-  report("affine bf16 -> bf16", time([&] { REQUIRE(cuda::affineTensor(DType::BF16, src, DType::BF16, dst, n, 1.0, 1.0).ok()); }),
-         n * 4.0);
-  cudaFree(src);
-  cudaFree(dst);
-  cudaFree(scale);
-  cudaFree(global);
+TEST_CASE("the GPU backend from many threads at once equals the CPU") {
+  // More threads than lanes: calls wait for a lane and run concurrently on the others.
+  const size_t rows = 512, cols = 2048, threads = 12;
+  std::vector<std::vector<uint8_t>> inputs;
+  for (size_t t = 0; t < threads; ++t)
+    inputs.push_back(randomWeights(DType::BF16, rows * cols, uint32_t(500 + t)));
+  for (QuantFormat f : kFormats) {
+    CAPTURE(quantFormatName(f));
+    QuantShapes sh;
+    REQUIRE(quantShapes(f, rows, cols, sh).ok());
+    std::vector<Parts> want, got;
+    for (size_t t = 0; t < threads; ++t) {
+      want.emplace_back(f, DType::F32, 1, rows, cols);
+      got.emplace_back(f, DType::F32, 1, rows, cols);
+      REQUIRE(cpu::quantize(DType::BF16, inputs[t].data(), rows, cols, expertOut(f, DType::F32, want[t], 0, sh)).ok());
+    }
+    std::vector<KernelStatus> status(threads);
+    std::vector<std::thread> pool;
+    for (size_t t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        KernelBackend& b = t % 2 ? gpu() : smallLanes();
+        status[t] = b.quantize(DType::BF16, inputs[t].data(), rows, cols, expertOut(f, DType::F32, got[t], 0, sh), {});
+      });
+    for (std::thread& t : pool)
+      t.join();
+    for (size_t t = 0; t < threads; ++t) {
+      CHECK(status[t].ok());
+      CHECK(want[t].data == got[t].data);
+      CHECK(want[t].scale == got[t].scale);
+      CHECK(std::memcmp(want[t].global.data(), got[t].global.data(), 4) == 0);
+    }
+  }
+}
+
+TEST_CASE("the GPU backend on tensors of several GB equals the CPU") {
+  // 3 GiB of BF16: larger than a lane of the default backend (8 GiB over 4 lanes), so NVFP4
+  // and FP8 take the amax pass first and every format runs in row blocks.
+  const size_t rows = 49152, cols = 32768;
+  const std::vector<uint8_t> w = randomWeights(DType::BF16, rows * cols, 4242);
+  for (QuantFormat f : {QuantFormat::Nvfp4, QuantFormat::Fp8Block, QuantFormat::Fp8Tensor}) {
+    CAPTURE(quantFormatName(f));
+    QuantShapes sh;
+    REQUIRE(quantShapes(f, rows, cols, sh).ok());
+    Parts c(f, DType::F32, 1, rows, cols), g(f, DType::F32, 1, rows, cols);
+    QuantOptions opt;
+    opt.exec = kAllCores;
+    REQUIRE(cpu::quantize(DType::BF16, w.data(), rows, cols, expertOut(f, DType::F32, c, 0, sh), opt).ok());
+    REQUIRE(gpu().quantize(DType::BF16, w.data(), rows, cols, expertOut(f, DType::F32, g, 0, sh), {}).ok());
+    CHECK(c.data == g.data);
+    CHECK(c.scale == g.scale);
+    CHECK(std::memcmp(c.global.data(), g.global.data(), 4) == 0);
+    if (f == QuantFormat::Nvfp4) {
+      std::vector<uint8_t> dc(rows * cols * 2), dg(dc.size());
+      REQUIRE(cpu::dequantize(expertRef(f, DType::F32, c, 0, sh), rows, cols, DType::BF16, dc.data(), kAllCores).ok());
+      REQUIRE(gpu().dequantize(expertRef(f, DType::F32, c, 0, sh), rows, cols, DType::BF16, dg.data()).ok());
+      CHECK(dc == dg);
+    }
+  }
 }
 #endif
