@@ -323,12 +323,21 @@ llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRe
   ExecOptions exec = options.exec;
   if (!exec.progress)
     exec.progress = &progress;
+  auto kernels = openKernels(options.device, plan);
+  if (!kernels)
+    return kernels.takeError();
+  if (*kernels)
+    exec.kernels = kernels->get();
   ProgressDisplay display(*exec.progress);
   auto result = executePlan(plan, execSources, **writer, exec);
   display.stop();
   if (!result)
     return result.takeError();
   summary.exec = std::move(*result);
+  if (*kernels) {
+    summary.device = (*kernels)->name();
+    summary.kernels = (*kernels)->stats();
+  }
   if (!summary.exec.stash.empty())
     if (auto e = writeStash(summary.exec.stash, *input->tensors, **writer))
       return e;

@@ -5,6 +5,7 @@
 
 #include "compiler/Compiler.h"
 #include "compiler/plan/QuantPasses.h"
+#include "runtime/exec/Device.h"
 #include "runtime/exec/Interpreter.h"
 #include "runtime/io/CheckpointWriter.h"
 
@@ -60,6 +61,7 @@ struct ConvertOptions {
   bool identity = false;  ///< keep every name (`ckptmap quantize`): no rulebook
   WriteOptions write;
   ExecOptions exec;
+  DeviceOptions device; ///< --device, --max-gpu-memory
 };
 
 struct ConvertSummary {
@@ -68,6 +70,8 @@ struct ConvertSummary {
   ExecResult exec;
   double seconds = 0;
   uint64_t inputBytes = 0;
+  std::string device = "cpu"; ///< the backend the compute ops ran on
+  BackendStats kernels;
 };
 
 /// Compiles (or loads) and runs a plan. Diagnostics of the compile go to `diags`; I/O and

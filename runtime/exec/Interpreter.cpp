@@ -85,8 +85,9 @@ private:
 class StepRunner {
 public:
   StepRunner(const Plan &plan, const ExecSources &sources, CheckpointWriter &writer,
-             const llvm::StringMap<size_t> &outputIndex, ExecProgress *progress)
-      : plan_(plan), sources_(sources), writer_(writer), outputIndex_(outputIndex), progress_(progress) {}
+             const llvm::StringMap<size_t> &outputIndex, ExecProgress *progress, KernelBackend &kernels)
+      : plan_(plan), sources_(sources), writer_(writer), outputIndex_(outputIndex), progress_(progress),
+        kernels_(kernels) {}
 
   /// Runs one step; appends to `stash` the dropped tensors that differ from their copy and to
   /// `notes` what was done lossily.
@@ -113,6 +114,7 @@ private:
   CheckpointWriter &writer_;
   const llvm::StringMap<size_t> &outputIndex_;
   ExecProgress *progress_;
+  KernelBackend &kernels_;
 };
 
 static const char *sourceWhat(LoadSource from) {
@@ -220,32 +222,6 @@ llvm::Error StepRunner::storePlain(const Step &step, const std::string &name, co
   return flush();
 }
 
-/// Permutes the dims of a row-major tensor of `elem`-byte elements.
-void transposeBytes(const uint8_t *src, uint8_t *dst, llvm::ArrayRef<int64_t> shape, llvm::ArrayRef<int64_t> perm,
-                    size_t elem) {
-  size_t rank = shape.size();
-  std::vector<int64_t> outShape(rank), srcStride(rank), outIndex(rank, 0);
-  int64_t stride = 1;
-  for (size_t d = rank; d-- > 0;) {
-    srcStride[d] = stride;
-    stride *= shape[d];
-  }
-  for (size_t d = 0; d < rank; ++d)
-    outShape[d] = shape[perm[d]];
-  int64_t total = numElements(shape);
-  for (int64_t i = 0; i < total; ++i) {
-    int64_t from = 0;
-    for (size_t d = 0; d < rank; ++d)
-      from += outIndex[d] * srcStride[perm[d]];
-    std::memcpy(dst + size_t(i) * elem, src + size_t(from) * elem, elem);
-    for (size_t d = rank; d-- > 0;) {
-      if (++outIndex[d] < outShape[d])
-        break;
-      outIndex[d] = 0;
-    }
-  }
-}
-
 llvm::Expected<RtValue> StepRunner::compute(const Step &step, const Instr &instr, std::vector<RtValue> &values,
                                             std::vector<std::string> &notes) {
   const ValueType &outType = step.values[instr.out[0]];
@@ -256,7 +232,7 @@ llvm::Expected<RtValue> StepRunner::compute(const Step &step, const Instr &instr
     RtValue &in = values[instr.in[0]];
     llvm::Expected<RtValue> result = RtValue();
     if (instr.op == InstrOp::Dequantize) {
-      result = dequantizeValue(in, outType.dtype);
+      result = dequantizeValue(in, outType.dtype, kernels_);
     } else {
       bool exact = true;
       result = renameQuantized(in, outType, exact);
@@ -272,21 +248,25 @@ llvm::Expected<RtValue> StepRunner::compute(const Step &step, const Instr &instr
   switch (instr.op) {
   case InstrOp::Transpose: {
     RtValue &in = values[instr.in[0]];
-    transposeBytes(in.contiguous().data(), out.data(), in.type().shape, instr.perm, dtypeSize(in.type().dtype));
+    const Shape &shape = in.type().shape;
+    KernelStatus s = kernels_.transpose(in.contiguous().data(), out.data(), shape.data(), instr.perm.data(),
+                                        shape.size(), dtypeSize(in.type().dtype));
+    if (!s)
+      return kernelError(s);
     break;
   }
   case InstrOp::Cast: {
     RtValue &in = values[instr.in[0]];
-    KernelStatus s = cpu::castTensor(in.type().dtype, in.contiguous().data(), outType.dtype, out.data(),
-                                     size_t(numElements(outType.shape)));
+    KernelStatus s = kernels_.castTensor(in.type().dtype, in.contiguous().data(), outType.dtype, out.data(),
+                                         size_t(numElements(outType.shape)));
     if (!s)
       return kernelError(s);
     break;
   }
   case InstrOp::Affine: {
     RtValue &in = values[instr.in[0]];
-    KernelStatus s = cpu::affineTensor(in.type().dtype, in.contiguous().data(), outType.dtype, out.data(),
-                                       size_t(numElements(outType.shape)), instr.scale, instr.shift);
+    KernelStatus s = kernels_.affineTensor(in.type().dtype, in.contiguous().data(), outType.dtype, out.data(),
+                                           size_t(numElements(outType.shape)), instr.scale, instr.shift);
     if (!s)
       return kernelError(s);
     break;
@@ -409,7 +389,7 @@ llvm::Expected<std::vector<RtValue>> StepRunner::join(const Step &step, const In
       std::vector<RtValue> plain;
       std::vector<RtValue *> bundles;
       for (uint32_t v : instr.in) {
-        auto p = dequantizeValue(values[v], DType::F32);
+        auto p = dequantizeValue(values[v], DType::F32, kernels_);
         if (!p)
           return stepError(step, llvm::toString(p.takeError()));
         plain.push_back(std::move(*p));
@@ -427,7 +407,7 @@ llvm::Expected<std::vector<RtValue>> StepRunner::join(const Step &step, const In
       std::vector<const RtValue *> scales = sharedScales(*in[0]);
       if (target.quant.inputScale && !scales.empty())
         inputScale = scales.back();
-      auto q = quantizeValue(joined[0], target, global, inputScale);
+      auto q = quantizeValue(joined[0], target, kernels_, global, inputScale);
       if (!q)
         return stepError(step, llvm::toString(q.takeError()));
       notes.push_back("requantized " + step.summary + " (" + step.rule + "): its parts' scales differed");
@@ -451,12 +431,12 @@ llvm::Error StepRunner::quantize(const Step &step, const Instr &instr, std::vect
         return "'" + i.tensor + "': ";
     return std::string();
   };
-  auto shared = sharedQuantScales(plain, first.quant.kind);
+  auto shared = sharedQuantScales(plain, first.quant.kind, kernels_);
   if (!shared)
     return stepError(step, stored(instr.out[0]) + llvm::toString(shared.takeError()));
   std::vector<float> globals = instr.in.size() > 1 ? *shared : std::vector<float>{};
   for (size_t i = 0; i < instr.in.size(); ++i) {
-    auto q = quantizeValue(values[instr.in[i]], step.values[instr.out[i]], globals);
+    auto q = quantizeValue(values[instr.in[i]], step.values[instr.out[i]], kernels_, globals);
     if (!q)
       return stepError(step, stored(instr.out[i]) + llvm::toString(q.takeError()));
     values[instr.out[i]] = std::move(*q);
@@ -540,7 +520,8 @@ llvm::Expected<ExecResult> executePlan(const Plan &plan, const ExecSources &sour
   unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   threads = std::min<unsigned>(threads, std::max<size_t>(1, plan.steps.size()));
   MemoryBudget budget(options.maxMemory);
-  StepRunner runner(plan, sources, writer, outputIndex, options.progress);
+  StepRunner runner(plan, sources, writer, outputIndex, options.progress,
+                    options.kernels ? *options.kernels : cpuBackend());
 
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};

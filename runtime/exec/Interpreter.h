@@ -7,6 +7,8 @@
 #include "runtime/io/CheckpointWriter.h"
 #include "runtime/io/TensorSource.h"
 
+#include "kernels/Backend.h"
+
 #include <atomic>
 #include <functional>
 
@@ -30,6 +32,8 @@ struct ExecOptions {
   unsigned threads = 0;   ///< 0: one per hardware thread
   uint64_t maxMemory = 0; ///< bytes of working memory at once; 0: no limit
   ExecProgress *progress = nullptr;
+  /// Where casts, affine maps, transposes and (de)quantization run; null: the CPU reference.
+  KernelBackend *kernels = nullptr;
 };
 
 struct ExecResult {

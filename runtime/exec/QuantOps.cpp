@@ -90,7 +90,7 @@ std::vector<float> modelOptGlobals(const float *stored, int64_t n, QuantNaming n
 
 } // namespace
 
-llvm::Expected<RtValue> dequantizeValue(RtValue &in, DType to) {
+llvm::Expected<RtValue> dequantizeValue(RtValue &in, DType to, KernelBackend &kernels) {
   const ValueType &t = in.type();
   Geometry g(t);
   std::vector<RtValue> holder;
@@ -116,15 +116,15 @@ llvm::Expected<RtValue> dequantizeValue(RtValue &in, DType to) {
     if (t.quant.kind == QuantKind::Nvfp4)
       ref.globalScale = &globals[size_t(m.expert)];
     uint8_t *dst = out.data() + (size_t(m.expert) * g.rows + m.row0) * g.cols * elem;
-    KernelStatus s = cpu::dequantize(ref, size_t(m.rows), size_t(g.cols), to, dst);
+    KernelStatus s = kernels.dequantize(ref, size_t(m.rows), size_t(g.cols), to, dst);
     if (!s)
       return failed("dequantize", s);
   }
   return RtValue(ValueType{to, t.shape, {}}, TensorBytes::owned(std::move(out)));
 }
 
-llvm::Expected<RtValue> quantizeValue(RtValue &in, const ValueType &target, llvm::ArrayRef<float> globals,
-                                      const RtValue *inputScale) {
+llvm::Expected<RtValue> quantizeValue(RtValue &in, const ValueType &target, KernelBackend &kernels,
+                                      llvm::ArrayRef<float> globals, const RtValue *inputScale) {
   Geometry g(target);
   if (g.parts.empty())
     return llvm::createStringError(llvm::inconvertibleErrorCode(), "cannot quantize %s to %s",
@@ -151,7 +151,7 @@ llvm::Expected<RtValue> quantizeValue(RtValue &in, const ValueType &target, llvm
     if (target.quant.kind == QuantKind::Nvfp4)
       out.globalScale = global;
     const uint8_t *from = src + (size_t(m.expert) * g.rows + m.row0) * g.cols * elem;
-    KernelStatus s = cpu::quantize(in.type().dtype, from, size_t(m.rows), size_t(g.cols), out, options);
+    KernelStatus s = kernels.quantize(in.type().dtype, from, size_t(m.rows), size_t(g.cols), out, options);
     if (!s)
       return failed("quantize", s);
   }
@@ -232,7 +232,8 @@ std::vector<float> largestGlobalScales(llvm::ArrayRef<RtValue *> bundles) {
   return best;
 }
 
-llvm::Expected<std::vector<float>> sharedQuantScales(llvm::ArrayRef<RtValue *> plain, QuantKind kind) {
+llvm::Expected<std::vector<float>> sharedQuantScales(llvm::ArrayRef<RtValue *> plain, QuantKind kind,
+                                                     KernelBackend &kernels) {
   if (kind != QuantKind::Nvfp4 && kind != QuantKind::Fp8Tensor)
     return std::vector<float>{};
   std::vector<float> amax;
@@ -244,14 +245,7 @@ llvm::Expected<std::vector<float>> sharedQuantScales(llvm::ArrayRef<RtValue *> p
     amax.resize(std::max(amax.size(), experts), 0.0f);
     for (size_t e = 0; e < experts; ++e) {
       float a = 0;
-      KernelStatus s;
-      const uint8_t *m = data + e * n * dtypeSize(t.dtype);
-      switch (t.dtype) {
-      case DType::F32: s = cpu::amax(reinterpret_cast<const float *>(m), n, a); break;
-      case DType::BF16: s = cpu::amax(reinterpret_cast<const bf16_t *>(m), n, a); break;
-      case DType::F16: s = cpu::amax(reinterpret_cast<const f16_t *>(m), n, a); break;
-      default: s = KernelStatus::error(KernelErrc::UnsupportedDType, "quantizes F32, BF16 or F16");
-      }
+      KernelStatus s = kernels.amax(t.dtype, data + e * n * dtypeSize(t.dtype), n, 0, a);
       if (!s)
         return failed("quantize", s);
       amax[e] = std::max(amax[e], a);

@@ -1,27 +1,31 @@
-// The compute side of quantized values: turning bundles into plain tensors and back with the
-// CPU kernels, matrix by matrix (experts and FP8 block row groups are matrices of their own).
+// The compute side of quantized values: turning bundles into plain tensors and back with a
+// kernel backend (CPU reference or GPU), matrix by matrix (experts and FP8 block row groups are
+// matrices of their own).
 #pragma once
 
 #include "runtime/exec/Values.h"
+
+#include "kernels/Backend.h"
 
 #include <optional>
 
 namespace ckptmap {
 
 /// A plain value of dtype `to` (F32, BF16, F16) holding the numbers of bundle `in`.
-llvm::Expected<RtValue> dequantizeValue(RtValue &in, DType to);
+llvm::Expected<RtValue> dequantizeValue(RtValue &in, DType to, KernelBackend &kernels);
 
 /// Quantizes plain `in` (F32, BF16, F16) into `target`'s format. `globals` fixes the per-matrix
 /// scale (NVFP4's weight_scale_2, FP8's weight_scale), one per expert, instead of deriving it from
 /// the data; `inputScale` is carried into the bundle when the target has one (an activation scale
 /// is never invented).
-llvm::Expected<RtValue> quantizeValue(RtValue &in, const ValueType &target, llvm::ArrayRef<float> globals = {},
-                                      const RtValue *inputScale = nullptr);
+llvm::Expected<RtValue> quantizeValue(RtValue &in, const ValueType &target, KernelBackend &kernels,
+                                      llvm::ArrayRef<float> globals = {}, const RtValue *inputScale = nullptr);
 
 /// The per-matrix scales plain values quantized together into `kind` share (the largest each
 /// would have alone), as ModelOpt gives the modules engines fuse (q/k/v, gate/up); empty for
 /// formats without a per-matrix scale.
-llvm::Expected<std::vector<float>> sharedQuantScales(llvm::ArrayRef<RtValue *> plain, QuantKind kind);
+llvm::Expected<std::vector<float>> sharedQuantScales(llvm::ArrayRef<RtValue *> plain, QuantKind kind,
+                                                     KernelBackend &kernels);
 
 /// The same numbers under another naming of the same format (ModelOpt <-> compressed-tensors
 /// NVFP4): packed data and block scales kept, global scales inverted. `exact` is cleared when an

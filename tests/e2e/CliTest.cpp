@@ -2,6 +2,8 @@
 
 #include "E2e.h"
 
+#include "kernels/Cuda.h"
+
 #include <sys/wait.h>
 
 using namespace ckptmap;
@@ -65,4 +67,49 @@ TEST_CASE("command line: run, check and diff exit codes") {
   CHECK(runCli("check --from hf --to mcore " + q(tmp / "bad"), log) == 1);
   CHECK(runCli("run -q --from hf --to mcore " + q(tmp / "bad") + " " + q(tmp / "bad-out"), log) == 1);
   CHECK_FALSE(fs::exists(tmp / "bad-out"));
+}
+
+TEST_CASE("command line: --device, and dequantize in place") {
+  REQUIRE_MESSAGE(fs::exists(ckptmapBinary()), "build the ckptmap binary first");
+  TempDir tmp;
+  const std::string log = tmp / "log";
+  const std::string fp8 = hubDir("deepseek_v3_fp8");
+
+  // dequantize keeps every name, drops the scales and the quantization config.
+  REQUIRE(runCli("dequantize -q " + q(fp8) + " " + q(tmp / "bf16"), log) == 0);
+  const auto in = tensorsOf(fp8), out = tensorsOf(tmp / "bf16");
+  size_t weights = 0;
+  for (const auto &[name, meta] : in) {
+    if (endsWith(name, ".weight_scale_inv")) {
+      CHECK(out.count(name) == 0);
+      const auto w = out.find(name.substr(0, name.size() - 10));
+      REQUIRE(w != out.end());
+      CHECK(w->second.dtype == DType::BF16);
+      CHECK(w->second.shape == in.at(w->first).shape);
+      ++weights;
+    } else if (!out.count(name + "_scale_inv")) {
+      CHECK(out.count(name) == 1);
+    }
+  }
+  CHECK(weights == 48);
+  CHECK(readJson(tmp / "bf16/config.json").count("quantization_config") == 0);
+
+  // --device auto runs on the CPU when there is no GPU, with the CPU's bytes.
+  REQUIRE(runCli("dequantize -q --device auto " + q(fp8) + " " + q(tmp / "auto"), log) == 0);
+  CHECK(diffPaths(tmp / "bf16", tmp / "auto").same());
+  REQUIRE(runCli("dequantize --json --device cpu " + q(fp8) + " " + q(tmp / "cpu"), log) == 0);
+  CHECK(readJson(log)["device"]["backend"] == "cpu");
+
+  // --device cuda never silently means the CPU.
+  if (!cuda::cudaAvailable()) {
+    CHECK(runCli("dequantize -q --device cuda " + q(fp8) + " " + q(tmp / "cuda"), log) == 1);
+#ifdef CKPTMAP_HAVE_CUDA
+    CHECK(readFile(log) == "ckptmap: error: --device cuda: no CUDA device\n");
+#else
+    CHECK(readFile(log) == "ckptmap: error: --device cuda: ckptmap was built without CUDA\n");
+#endif
+    CHECK_FALSE(fs::exists(tmp / "cuda"));
+  }
+  CHECK(runCli("dequantize -q --device tpu " + q(fp8) + " " + q(tmp / "tpu"), log) == 1);
+  CHECK(readFile(log) == "ckptmap: error: --device expects cpu, cuda or auto, got 'tpu'\n");
 }

@@ -75,6 +75,10 @@ std::vector<OptionSpec> executionOptions() {
       {"max-shard-size", 0, "SIZE", "largest output shard (default 5GB; KB/MB/GB or KiB/MiB/GiB)"},
       {"max-memory", 0, "SIZE", "working memory for ops that compute (default: no limit)"},
       {"threads", 'j', "N", "worker threads (default: one per core)"},
+      {"device", 0, "DEVICE", "where casts and (de)quantization run: cpu, cuda (every op on the GPU) or auto "
+                              "(default: the GPU for tensors of 1 MiB and more, when there is one); results are "
+                              "identical"},
+      {"max-gpu-memory", 0, "SIZE", "GPU memory for --device cuda/auto, and as much pinned host memory (default 8GiB)"},
       {"force", 'f', "", "replace OUT if it exists"},
       {"json", 0, "", "print a JSON summary, no progress"},
       {"quiet", 'q', "", "print nothing on success"},
@@ -258,6 +262,18 @@ int executeConversion(const ParsedArgs &args, ConvertOptions options, const std:
       return fail("--threads expects a positive integer, got '" + args.get("threads") + "'");
     options.exec.threads = n;
   }
+  if (args.has("device")) {
+    auto device = parseDeviceChoice(args.get("device"));
+    if (!device)
+      return fail("--device expects cpu, cuda or auto, got '" + args.get("device") + "'");
+    options.device.device = *device;
+  }
+  if (args.has("max-gpu-memory")) {
+    auto size = parseByteSize(args.get("max-gpu-memory"));
+    if (!size)
+      return fail(size.takeError());
+    options.device.gpu.maxGpuMemory = *size;
+  }
   options.write.force = args.has("force");
 
   SourceManager sources;
@@ -277,6 +293,13 @@ int executeConversion(const ParsedArgs &args, ConvertOptions options, const std:
     j["quantized"] = summary->quant.quantized;
     j["dequantized"] = summary->quant.dequantized;
     j["excluded_modules"] = summary->quant.excludedModules;
+    const BackendStats &k = summary->kernels;
+    j["device"] = {{"backend", summary->device},
+                   {"gpus", k.devices},
+                   {"gpu_ops", k.deviceOps},
+                   {"cpu_ops", k.hostOps},
+                   {"bytes_to_gpu", k.bytesToDevice},
+                   {"bytes_from_gpu", k.bytesToHost}};
     llvm::outs() << j.dump(2) << "\n";
     return 0;
   }
@@ -290,6 +313,11 @@ int executeConversion(const ParsedArgs &args, ConvertOptions options, const std:
     if (q.quantized || q.dequantized || q.renamed)
       llvm::outs() << "  quantization: " << q.quantized << " weights quantized, " << q.dequantized << " dequantized, "
                    << q.renamed << " renamed; " << q.excludedModules.size() << " matrices left unquantized\n";
+    const BackendStats &k = summary->kernels;
+    if (k.devices)
+      llvm::outs() << "  device: " << summary->device << " (" << k.devices << " GPU" << (k.devices == 1 ? "" : "s")
+                   << "): " << k.deviceOps << " ops on the GPU, " << k.hostOps << " small ones on the CPU; "
+                   << formatBytes(k.bytesToDevice) << " to the GPU, " << formatBytes(k.bytesToHost) << " back\n";
     double rate = summary->seconds > 0 ? double(summary->exec.bytesWritten) / summary->seconds : 0;
     llvm::outs() << "wrote " << out << ": " << summary->exec.tensorsWritten << " tensors, "
                  << formatBytes(summary->exec.bytesWritten) << " in " << llvm::format("%.2f", summary->seconds) << " s ("
@@ -445,6 +473,15 @@ int runQuantize(const ParsedArgs &args) {
       return fail("--quant-format expects modelopt or compressed-tensors, got '" + n + "'");
     options.quant.quantize.naming = n == "modelopt" ? QuantNaming::ModelOpt : QuantNaming::CompressedTensors;
   }
+  ProgressDisplay::setQuiet(args.has("quiet") || args.has("json") || args.has("no-progress"));
+  return executeConversion(args, std::move(options), args.positionals()[0], args.positionals()[1]);
+}
+
+int runDequantize(const ParsedArgs &args) {
+  ConvertOptions options;
+  options.identity = true;
+  options.bind.from = options.bind.to = "hf";
+  options.quant.dequantize = true;
   ProgressDisplay::setQuiet(args.has("quiet") || args.has("json") || args.has("no-progress"));
   return executeConversion(args, std::move(options), args.positionals()[0], args.positionals()[1]);
 }
@@ -632,6 +669,11 @@ const std::vector<CommandSpec> &commandSpecs() {
              {"quant-format", 0, "NAMING", "NVFP4 naming: modelopt (default) or compressed-tensors"}},
             executionOptions()),
        2, 2},
+      {"dequantize", "IN OUT", "store a quantized checkpoint's weights as BF16, keeping every name",
+       "Writes IN's tensors under their own names, every quantized weight (NVFP4, FP8, FP8 blocks,\n"
+       "MXFP8, in ModelOpt or compressed-tensors naming) as one BF16 X.weight without its scales.\n"
+       "The output's config.json no longer claims quantization and hf_quant_config.json is left out.",
+       executionOptions(), 2, 2},
       {"explain", "[RULEBOOK] --from X --to Y CKPT TENSOR", "show how one tensor is converted, both ways",
        "Prints the rule that maps TENSOR (with its source line), the ops it goes through and the\n"
        "tensors it becomes, then the same for the way back.",

@@ -12,6 +12,7 @@ int runCheck(const ParsedArgs &args);
 int runCompile(const ParsedArgs &args);
 int runRun(const ParsedArgs &args);
 int runQuantize(const ParsedArgs &args);
+int runDequantize(const ParsedArgs &args);
 int runExplain(const ParsedArgs &args);
 int runOps(const ParsedArgs &args);
 

@@ -6,6 +6,7 @@
 
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <functional>
 
 using namespace ckptmap;
@@ -15,9 +16,12 @@ static void printUsage(llvm::raw_ostream &os) {
   os << "usage: ckptmap COMMAND [ARGS]\n\n"
         "Converts LLM checkpoints between Megatron-Core and HuggingFace layouts with declarative\n"
         "rulebooks, checked before a byte moves.\n\ncommands:\n";
+  size_t width = 0;
+  for (const CommandSpec &spec : commandSpecs())
+    width = std::max(width, spec.name.size());
   for (const CommandSpec &spec : commandSpecs()) {
     os << "  " << spec.name;
-    os.indent(10 - spec.name.size()) << spec.summary << "\n";
+    os.indent(unsigned(width + 2 - spec.name.size())) << spec.summary << "\n";
   }
   os << "\nRun 'ckptmap COMMAND --help' for a command's options.\n";
 }
@@ -34,7 +38,7 @@ int main(int argc, char **argv) {
   }
   static const std::pair<const char *, std::function<int(const ParsedArgs &)>> handlers[] = {
       {"inspect", runInspect}, {"diff", runDiff},       {"check", runCheck}, {"compile", runCompile},
-      {"run", runRun},         {"quantize", runQuantize}, {"explain", runExplain}, {"ops", runOps},
+      {"run", runRun},         {"quantize", runQuantize}, {"dequantize", runDequantize}, {"explain", runExplain}, {"ops", runOps},
   };
   for (const CommandSpec &spec : commandSpecs()) {
     if (spec.name != args[0])
