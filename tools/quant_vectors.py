@@ -29,8 +29,9 @@ E2M1_BOUNDS = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0])
 E2M1_VALUES = torch.tensor([0, 0.5, 1, 1.5, 2, 3, 4, 6, 0, -0.5, -1, -1.5, -2, -3, -4, -6])
 
 
-def f32(x):
-    return torch.tensor(x, dtype=torch.float32)
+def f32(x, like=None):
+    """An F32 scalar tensor, on the device of `like` (the format functions run on CPU or GPU)."""
+    return torch.tensor(x, dtype=torch.float32, device=None if like is None else like.device)
 
 
 # ---- e4m3fn ----------------------------------------------------------------------------------
@@ -93,17 +94,17 @@ def nvfp4_quantize(w):
     """ModelOpt NVFP4 of one [r, c] matrix: (packed uint8 [r, c/2], scale bits [r, c/16], ws2)."""
     w = w.float()
     r, c = w.shape
-    ws2 = w.abs().amax() / f32(6.0 * 448.0)  # 6 * 448 = 2688, exact
+    ws2 = w.abs().amax() / f32(6.0 * 448.0, w)  # 6 * 448 = 2688, exact
     blocks = w.reshape(r, c // 16, 16)
-    s = blocks.abs().amax(dim=-1) / (f32(6.0) * ws2)
-    s = torch.where((s == 0) | torch.isnan(s), f32(1.0), s)  # 0/0 only for an all-zero tensor
+    s = blocks.abs().amax(dim=-1) / (f32(6.0, w) * ws2)
+    s = torch.where((s == 0) | torch.isnan(s), f32(1.0, w), s)  # 0/0 only for an all-zero tensor
     s = torch.clamp(s, min=2.0**-9)
     s_bits = e4m3_bits(s, saturate=True)
     d = e4m3_to_f32(s_bits) * ws2
     x = blocks / d.unsqueeze(-1)
     x = torch.where(d.unsqueeze(-1) == 0, torch.zeros_like(x), x)
     a = x.abs().contiguous()
-    ordinal = torch.searchsorted(E2M1_BOUNDS, a)
+    ordinal = torch.searchsorted(E2M1_BOUNDS.to(a.device), a)
     # Exact midpoints 0.75, 1.75 and 3.5 (odd positions) round up; the others round down.
     up = (a == 0.75) | (a == 1.75) | (a == 3.5)
     codes = ((x < 0).to(torch.int64) << 3) + ordinal + up.to(torch.int64)
@@ -115,14 +116,14 @@ def nvfp4_quantize(w):
 def nvfp4_dequantize(packed, s_bits, ws2):
     r = packed.shape[0]
     codes = torch.stack([packed & 0xF, packed >> 4], dim=-1).reshape(r, -1).to(torch.int64)
-    values = E2M1_VALUES[codes].reshape(r, -1, 16)
+    values = E2M1_VALUES.to(codes.device)[codes].reshape(r, -1, 16)
     d = e4m3_to_f32(s_bits) * ws2  # the block divisor first, then one product
     return (values * d.unsqueeze(-1)).reshape(r, -1)
 
 
 def fp8_scale(amax):
-    s = amax / f32(448.0)
-    return torch.where(s == 0, f32(1.0), s)
+    s = amax / f32(448.0, amax)
+    return torch.where(s == 0, f32(1.0, amax), s)
 
 
 def fp8_quantize(w):
@@ -140,13 +141,13 @@ def fp8_block_quantize(w, scale_dtype):
     w = w.float()
     r, c = w.shape
     gr, gc = (r + 127) // 128, (c + 127) // 128
-    padded = torch.zeros(gr * 128, gc * 128)
+    padded = torch.zeros(gr * 128, gc * 128, device=w.device)
     padded[:r, :c] = w  # zeros never raise a block's amax
     amax = padded.reshape(gr, 128, gc, 128).abs().amax(dim=(1, 3))
-    scale = amax / f32(448.0)
+    scale = amax / f32(448.0, w)
     if scale_dtype == torch.bfloat16:
         scale = scale.to(torch.bfloat16).float()
-    scale = torch.where(scale == 0, f32(1.0), scale)
+    scale = torch.where(scale == 0, f32(1.0, w), scale)
     full = scale.repeat_interleave(128, 0).repeat_interleave(128, 1)[:r, :c]
     q = e4m3_bits(w / full, saturate=True)
     return q, scale.to(scale_dtype)

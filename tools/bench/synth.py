@@ -28,7 +28,7 @@ import struct
 import sys
 import zlib
 
-DTYPE_BYTES = {"BF16": 2, "F32": 4, "F8_E4M3": 1}
+DTYPE_BYTES = {"BF16": 2, "F32": 4, "F8_E4M3": 1, "U8": 1}
 
 # The released DeepSeek-V3 (671B) configuration.
 REAL = dict(
@@ -351,14 +351,20 @@ def header_bytes(shard):
 
 class Pool:
     """Random bytes for tensor data: a random pool read cyclically from an offset that
-    depends on the tensor's data key, so equal keys give equal bytes."""
+    depends on the tensor's data key, so equal keys give equal bytes.
 
-    def __init__(self, size=64 << 20, seed=None):
+    finite=True keeps every byte in 0x30..0x3F, so that any run of bytes read as BF16, F32 or
+    F8_E4M3 (at any alignment) is a finite positive number (BF16 between 2^-31 and 2, e4m3
+    between 0.5 and 2): data that quantizers and dequantizers accept."""
+
+    def __init__(self, size=64 << 20, seed=None, finite=False):
         if seed is None:
             self.buf = os.urandom(size)
         else:
             import random
             self.buf = random.Random(seed).randbytes(size)
+        if finite:
+            self.buf = self.buf.translate(bytes(0x30 | (b & 0x0F) for b in range(256)))
         self.view = memoryview(self.buf)
 
     def write(self, f, key, n, block=16 << 20):
@@ -371,13 +377,13 @@ class Pool:
             pos = (pos + k) % P
 
 
-def write_checkpoint(out, c, max_shard=5 * 10**9, sparse=False, seed=None, progress=None):
+def write_checkpoint(out, c, max_shard=5 * 10**9, sparse=False, seed=None, progress=None, finite=False):
     """Writes the checkpoint into directory out (created). Returns (tensor count, bytes)."""
     os.makedirs(out, exist_ok=True)
     tl = tensors(c)
     shards = plan_shards(tl, max_shard)
     n = len(shards)
-    pool = None if sparse else Pool(seed=seed)
+    pool = None if sparse else Pool(seed=seed, finite=finite)
     weight_map, total = {}, 0
     for i, shard in enumerate(shards):
         fname = f"model-{i + 1:05d}-of-{n:05d}.safetensors"
@@ -451,6 +457,8 @@ def main():
     ap.add_argument("--max-shard-size", type=parse_size, default=5 * 10**9, metavar="SIZE",
                     help="largest shard (default 5GB, as save_pretrained)")
     ap.add_argument("--seed", type=int, help="seed for the data (default: os.urandom)")
+    ap.add_argument("--finite", action="store_true",
+                    help="finite positive values only (for benchmarks that quantize or dequantize)")
     ap.add_argument("--dry-run", action="store_true", help="print the configuration only")
     ap.add_argument("-f", "--force", action="store_true", help="write into a non-empty OUT")
     a = ap.parse_args()
@@ -468,7 +476,7 @@ def main():
         if tty:
             print(f"\rshard {i}/{n}", end="" if i < n else "\n", file=sys.stderr)
 
-    n, total = write_checkpoint(a.out, c, a.max_shard_size, a.sparse, a.seed, progress)
+    n, total = write_checkpoint(a.out, c, a.max_shard_size, a.sparse, a.seed, progress, a.finite)
     print(f"wrote {a.out}: {n} tensors, {total / 1e9:.2f} GB" + (" (sparse)" if a.sparse else ""))
     return 0
 
