@@ -156,7 +156,7 @@ template <class Out, class In> CKPTMAP_HD Out convert(In v, bool& ok) {
       const IntValue x = intValue(v);
       bits = fp::encodeInteger<Fmt>(x.negative, x.mag);
     } else {
-      bits = fp::encode<Fmt>(toF32(v));
+      bits = fromF32<Out>(toF32(v)).bits; // the named conversions (fast paths on the device)
     }
     Out o;
     if constexpr (sizeof(Out) == 2)

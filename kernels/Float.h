@@ -23,6 +23,9 @@
 
 #if defined(__CUDACC__)
 #define CKPTMAP_HD __host__ __device__ __forceinline__
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #else
 #define CKPTMAP_HD inline
 #endif
@@ -91,51 +94,59 @@ CKPTMAP_HD int clz64(uint64_t x) { // x != 0
 #endif
 }
 
-// ---- single IEEE operations -----------------------------------------------------------
-// One correctly rounded operation each; the device versions are intrinsics the compiler may
-// never fuse into an FMA, and the host build uses -ffp-contract=off, so a * b + c written
-// with these is two roundings on both sides.
-CKPTMAP_HD float mul(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-CKPTMAP_HD float div(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
-CKPTMAP_HD float add(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-CKPTMAP_HD double mul(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-CKPTMAP_HD double add(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-
 CKPTMAP_HD bool isNaN(float f) { return (bitsOf(f) & 0x7FFFFFFFu) > 0x7F800000u; }
+CKPTMAP_HD bool isNaN(double d) { return (bitsOf(d) & 0x7FFFFFFFFFFFFFFFull) > 0x7FF0000000000000ull; }
 CKPTMAP_HD bool isFinite(float f) { return (bitsOf(f) & 0x7FFFFFFFu) < 0x7F800000u; }
 /// |f| as bits: for non-negative floats the bit order is the value order, so an integer max
 /// over these is an exact, order-independent amax (NaN/Inf compare >= 0x7F800000).
 CKPTMAP_HD uint32_t absBits(float f) { return bitsOf(f) & 0x7FFFFFFFu; }
+
+// ---- single IEEE operations -----------------------------------------------------------
+// One correctly rounded operation each; the device versions are intrinsics the compiler may
+// never fuse into an FMA, and the host build uses -ffp-contract=off, so a * b + c written
+// with these is two roundings on both sides. Which NaN an operation returns differs between
+// processors (x86 keeps an operand's payload, CUDA returns 0x7FFFFFFF), so a NaN result is
+// always the canonical quiet NaN, 0x7FC00000 (torch's NaN; BF16 0x7FC0).
+inline constexpr uint32_t kCanonicalNaN = 0x7FC00000u;
+inline constexpr uint64_t kCanonicalNaN64 = 0x7FF8000000000000ull;
+CKPTMAP_HD float canonical(float r) { return isNaN(r) ? floatOf(kCanonicalNaN) : r; }
+CKPTMAP_HD double canonical(double r) { return isNaN(r) ? doubleOf(kCanonicalNaN64) : r; }
+
+CKPTMAP_HD float mul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return canonical(__fmul_rn(a, b));
+#else
+  return canonical(a * b);
+#endif
+}
+CKPTMAP_HD float div(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return canonical(__fdiv_rn(a, b));
+#else
+  return canonical(a / b);
+#endif
+}
+CKPTMAP_HD float add(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return canonical(__fadd_rn(a, b));
+#else
+  return canonical(a + b);
+#endif
+}
+CKPTMAP_HD double mul(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return canonical(__dmul_rn(a, b));
+#else
+  return canonical(a * b);
+#endif
+}
+CKPTMAP_HD double add(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return canonical(__dadd_rn(a, b));
+#else
+  return canonical(a + b);
+#endif
+}
 
 // ---- formats ------------------------------------------------------------------------------
 enum class Overflow : uint8_t { Inf, NaN, Saturate };
@@ -313,16 +324,49 @@ template <class Fmt> CKPTMAP_HD float decode(uint32_t bits) {
 }
 
 // ---- named conversions ------------------------------------------------------------------
+// The device uses the GPU's conversion instructions where they round exactly like encode()
+// (to nearest even; BF16/F16 overflow to Inf, e4m3 satfinite) and takes encode() for NaN,
+// whose payload the instructions do not keep. The device tests compare both on every F32.
 CKPTMAP_HD float bf16ToF32(uint16_t b) { return floatOf(static_cast<uint32_t>(b) << 16); }
-CKPTMAP_HD uint16_t f32ToBf16(float f) { return static_cast<uint16_t>(encode<Bf16Format>(f)); }
+CKPTMAP_HD uint16_t f32ToBf16(float f) {
+#if defined(__CUDA_ARCH__)
+  if (!isNaN(f))
+    return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+#endif
+  return static_cast<uint16_t>(encode<Bf16Format>(f));
+}
 CKPTMAP_HD float f16ToF32(uint16_t h) { return decode<F16Format>(h); }
-CKPTMAP_HD uint16_t f32ToF16(float f) { return static_cast<uint16_t>(encode<F16Format>(f)); }
-CKPTMAP_HD float e4m3ToF32(uint8_t b) { return decode<E4m3Format>(b); }
-/// torch's float -> float8_e4m3fn: overflow beyond the rounding range and Inf give NaN.
-CKPTMAP_HD uint8_t f32ToE4m3(float f) { return static_cast<uint8_t>(encode<E4m3Format>(f)); }
+CKPTMAP_HD uint16_t f32ToF16(float f) {
+#if defined(__CUDA_ARCH__)
+  if (!isNaN(f))
+    return __half_as_ushort(__float2half_rn(f));
+#endif
+  return static_cast<uint16_t>(encode<F16Format>(f));
+}
+/// e4m3 -> F32 (exact): normal codes by moving the fields, subnormals as m * 2^-9.
+CKPTMAP_HD float e4m3ToF32(uint8_t b) {
+  const uint32_t sign = static_cast<uint32_t>(b & 0x80u) << 24, mag = b & 0x7Fu;
+  if (mag == 0x7Fu)
+    return floatOf(sign | 0x7FC00000u);
+  if (mag < 8u)
+    return floatOf(sign | bitsOf(static_cast<float>(mag) * 0.001953125f));
+  return floatOf(sign | ((mag + (120u << 3)) << 20));
+}
 /// Saturating: overflow and Inf clamp to +-448; NaN stays NaN. Used by every quantizer.
 CKPTMAP_HD uint8_t f32ToE4m3Sat(float f) {
+#if defined(__CUDA_ARCH__)
+  if (!isNaN(f))
+    return static_cast<uint8_t>(__nv_cvt_float_to_fp8(f, __NV_SATFINITE, __NV_E4M3));
+#endif
   return static_cast<uint8_t>(encode<E4m3Format>(f, Overflow::Saturate));
+}
+/// torch's float -> float8_e4m3fn: beyond the rounding boundary 464, +-Inf and NaN give NaN.
+CKPTMAP_HD uint8_t f32ToE4m3(float f) {
+#if defined(__CUDA_ARCH__)
+  if (absBits(f) <= 0x43E80000u) // |f| <= 464: what the saturating conversion rounds the same
+    return f32ToE4m3Sat(f);
+#endif
+  return static_cast<uint8_t>(encode<E4m3Format>(f));
 }
 CKPTMAP_HD float e5m2ToF32(uint8_t b) { return decode<E5m2Format>(b); }
 CKPTMAP_HD uint8_t f32ToE5m2(float f) { return static_cast<uint8_t>(encode<E5m2Format>(f)); }
@@ -362,10 +406,21 @@ CKPTMAP_HD int floorLog2(float f) {
 /// searchsorted over the midpoints plus one where |x| equals an odd-indexed midpoint).
 /// A negative x that rounds to 0 keeps the sign bit (code 8).
 CKPTMAP_HD uint8_t e2m1Encode(float x) {
-  const float a = floatOf(absBits(x));
-  uint32_t code = (a > 0.25f) + (a > 0.75f) + (a > 1.25f) + (a > 1.75f) + (a > 2.5f) +
-                  (a > 3.5f) + (a > 5.0f);
-  code += (a == 0.75f) | (a == 1.75f) | (a == 3.5f);
+  // E2M1 is a float format (1 mantissa bit, exponents 0..2, subnormal step 0.5) and the rule
+  // above is its round to nearest even: below 1 the steps of 0.5 are two comparisons; from 1
+  // up, the F32 mantissa is rounded to one bit (ties to even) in integer arithmetic.
+  const uint32_t u = absBits(x);
+  uint32_t code;
+  if (u > 0x7F800000u) {
+    code = 0; // NaN (quantizers never pass one)
+  } else if (u < 0x3F800000u) {
+    const float a = floatOf(u);
+    code = (a > 0.25f) + (a >= 0.75f);
+  } else {
+    const uint32_t r = u + 0x1FFFFFu + ((u >> 22) & 1u);
+    const uint32_t e = (r >> 23) - 127u;
+    code = e > 2u ? 7u : 2u + 2u * e + ((r >> 22) & 1u);
+  }
   return static_cast<uint8_t>(code | (x < 0.0f ? 8u : 0u));
 }
 

@@ -84,12 +84,12 @@ __global__ void firstNonFiniteKernel(const T* __restrict__ in, size_t n, unsigne
 
 // ---- per-expert scalars -------------------------------------------------------------------
 
-/// NVFP4: global[e] = given or amax[e] / 2688. FP8: scale[e] = amax[e] / 448 (0 -> 1).
+/// NVFP4: global[e] = given or amax[e] / 2688. FP8: scale[e] = given or amax[e] / 448 (0 -> 1).
 __global__ void scalarScalesKernel(QuantFormat format, const uint32_t* __restrict__ amaxBits, size_t experts,
                                    bool useGiven, float given, float* __restrict__ out) {
   for (size_t e = globalThread(); e < experts; e += gridThreads()) {
     const float a = fp::floatOf(amaxBits[e]);
-    out[e] = format == QuantFormat::Nvfp4 ? (useGiven ? given : qmath::nvfp4GlobalScale(a)) : qmath::fp8Scale(a);
+    out[e] = useGiven ? given : format == QuantFormat::Nvfp4 ? qmath::nvfp4GlobalScale(a) : qmath::fp8Scale(a);
   }
 }
 
@@ -394,7 +394,9 @@ KernelStatus quantizeImpl(const T* in, size_t experts, size_t rows, size_t cols,
   }
   case QuantFormat::Fp8Tensor: {
     auto* scale = static_cast<float*>(out.scale);
-    scalarScalesKernel<<<gridFor(experts), kThreads, 0, s>>>(QuantFormat::Fp8Tensor, amaxBits, experts, false, 0.0f, scale);
+    scalarScalesKernel<<<gridFor(experts), kThreads, 0, s>>>(QuantFormat::Fp8Tensor, amaxBits, experts,
+                                                             opt.globalScale.has_value(), opt.globalScale.value_or(0.0f),
+                                                             scale);
     CKPTMAP_CUDA_CHECK_LAUNCH();
     if (n) {
       constexpr int V = packOf<T>();

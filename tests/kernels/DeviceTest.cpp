@@ -462,7 +462,16 @@ TEST_CASE("the GPU backend on tensors of several GB equals the CPU") {
   // 3 GiB of BF16: larger than a lane of the default backend (8 GiB over 4 lanes), so NVFP4
   // and FP8 take the amax pass first and every format runs in row blocks.
   const size_t rows = 49152, cols = 32768;
-  const std::vector<uint8_t> w = randomWeights(DType::BF16, rows * cols, 4242);
+  // Finite BF16 of magnitudes 2^-15 .. 2^-1 from a fast generator (1.6G elements).
+  std::vector<uint8_t> w(rows * cols * 2);
+  uint64_t state = 4242;
+  for (size_t i = 0; i < rows * cols; ++i) {
+    state += 0x9E3779B97F4A7C15ull;
+    uint64_t z = (state ^ (state >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z ^= z >> 27;
+    const uint16_t bits = uint16_t((z & 0x807F) | ((0x70 + (z >> 40) % 15) << 7));
+    std::memcpy(w.data() + 2 * i, &bits, 2);
+  }
   for (QuantFormat f : {QuantFormat::Nvfp4, QuantFormat::Fp8Block, QuantFormat::Fp8Tensor}) {
     CAPTURE(quantFormatName(f));
     QuantShapes sh;
@@ -480,6 +489,81 @@ TEST_CASE("the GPU backend on tensors of several GB equals the CPU") {
       REQUIRE(cpu::dequantize(expertRef(f, DType::F32, c, 0, sh), rows, cols, DType::BF16, dc.data(), kAllCores).ok());
       REQUIRE(gpu().dequantize(expertRef(f, DType::F32, c, 0, sh), rows, cols, DType::BF16, dg.data()).ok());
       CHECK(dc == dg);
+    }
+  }
+}
+TEST_CASE("device conversions from F32 equal the CPU's on every F32 bit pattern") {
+  // The GPU's conversion instructions (BF16, F16, e4m3 satfinite) against encode().
+  const size_t chunk = size_t(1) << 28;
+  std::vector<uint32_t> in(chunk);
+  for (DType to : {DType::BF16, DType::F16, DType::F8_E4M3}) {
+    CAPTURE(dtypeName(to));
+    std::vector<uint8_t> c(chunk * dtypeSize(to)), g(c.size());
+    size_t mismatched = 0;
+    for (uint64_t base = 0; base < (uint64_t(1) << 32); base += chunk) {
+      for (size_t i = 0; i < chunk; ++i)
+        in[i] = uint32_t(base + i);
+      REQUIRE(cpu::castTensor(DType::F32, in.data(), to, c.data(), chunk, kAllCores).ok());
+      REQUIRE(gpu().castTensor(DType::F32, in.data(), to, g.data(), chunk).ok());
+      mismatched += c != g;
+    }
+    CHECK(mismatched == 0);
+  }
+}
+
+TEST_CASE("device dequantization of every code, NaN codes and scales included, equals the CPU") {
+  // Random bytes as data and scales: every e4m3 / e2m1 / E8M0 code, NaNs among them.
+  const size_t rows = 256, cols = 512;
+  for (QuantFormat f : kFormats) {
+    CAPTURE(quantFormatName(f));
+    QuantShapes sh;
+    REQUIRE(quantShapes(f, rows, cols, sh).ok());
+    const std::vector<uint8_t> data = randomBits(DType::U8, sh.dataBytes(), 61);
+    std::vector<uint8_t> scale = randomBits(DType::U8, sh.scaleBytes(), 62);
+    std::vector<float> global = {0.37f};
+    if (f == QuantFormat::Fp8Tensor || f == QuantFormat::Fp8Block) // F32 scales: a few NaNs, the rest finite
+      for (size_t i = 0; i < scale.size() / 4; ++i) {
+        const float v = i % 7 == 3 ? NAN : 0.001f * float(i % 97 + 1);
+        std::memcpy(scale.data() + 4 * i, &v, 4);
+      }
+    const QuantRef ref{f, data.data(), scale.data(), DType::F32, global.data()};
+    for (DType out : kInputs) {
+      std::vector<uint8_t> c(rows * cols * dtypeSize(out)), g(c.size());
+      REQUIRE(cpu::dequantize(ref, rows, cols, out, c.data()).ok());
+      REQUIRE(gpu().dequantize(ref, rows, cols, out, g.data()).ok());
+      CHECK(c == g);
+    }
+  }
+}
+
+TEST_CASE("device affine on NaN and Inf inputs equals the CPU") {
+  const size_t n = 1 << 20;
+  for (DType from : {DType::F32, DType::BF16, DType::F16}) {
+    const std::vector<uint8_t> src = randomBits(from, n, 71);
+    std::vector<uint8_t> c(n * 2), g(n * 2);
+    REQUIRE(cpu::affineTensor(from, src.data(), DType::BF16, c.data(), n, 1.0, -1.0).ok());
+    REQUIRE(gpu().affineTensor(from, src.data(), DType::BF16, g.data(), n, 1.0, -1.0).ok());
+    CHECK(c == g);
+  }
+}
+
+TEST_CASE("device FP8 and NVFP4 quantizers take a given per-matrix scale as the CPU does") {
+  const size_t rows = 300, cols = 512;
+  const std::vector<uint8_t> w = randomWeights(DType::BF16, rows * cols, 81);
+  for (QuantFormat f : {QuantFormat::Fp8Tensor, QuantFormat::Nvfp4}) {
+    CAPTURE(quantFormatName(f));
+    QuantShapes sh;
+    REQUIRE(quantShapes(f, rows, cols, sh).ok());
+    QuantOptions opt;
+    opt.globalScale = f == QuantFormat::Nvfp4 ? 3.0e-5f : 0.011f;
+    Parts c(f, DType::F32, 1, rows, cols);
+    REQUIRE(cpu::quantize(DType::BF16, w.data(), rows, cols, expertOut(f, DType::F32, c, 0, sh), opt).ok());
+    for (KernelBackend* b : {&gpu(), &smallLanes()}) {
+      Parts g(f, DType::F32, 1, rows, cols);
+      REQUIRE(b->quantize(DType::BF16, w.data(), rows, cols, expertOut(f, DType::F32, g, 0, sh), opt).ok());
+      CHECK(c.data == g.data);
+      CHECK(c.scale == g.scale);
+      CHECK(std::memcmp(c.global.data(), g.global.data(), 4) == 0);
     }
   }
 }
