@@ -336,7 +336,8 @@ TEST_CASE("device requantize equals the CPU requantize") {
         REQUIRE(cuda::requantize(dref, rows, cols, {to, dd.ptr, ds.ptr, DType::F32, dg.as<float>()}, {}, via).ok());
         dd.read(g.data.data());
         ds.read(g.scale.data());
-        dg.read(g.global.data());
+        if (to == QuantFormat::Nvfp4) // the only format with a global scale output
+          dg.read(g.global.data());
       }
       CHECK(c.data == g.data);
       CHECK(c.scale == g.scale);
