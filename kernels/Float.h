@@ -133,6 +133,15 @@ CKPTMAP_HD float add(float a, float b) {
   return canonical(a + b);
 #endif
 }
+/// a / b, one IEEE division whose NaN is left as the processor makes it: only for callers that
+/// treat every NaN alike (e2m1Encode), where canonicalising would cost without changing a bit.
+CKPTMAP_HD float quotient(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
 CKPTMAP_HD double mul(double a, double b) {
 #if defined(__CUDA_ARCH__)
   return canonical(__dmul_rn(a, b));
@@ -409,18 +418,15 @@ CKPTMAP_HD uint8_t e2m1Encode(float x) {
   // E2M1 is a float format (1 mantissa bit, exponents 0..2, subnormal step 0.5) and the rule
   // above is its round to nearest even: below 1 the steps of 0.5 are two comparisons; from 1
   // up, the F32 mantissa is rounded to one bit (ties to even) in integer arithmetic.
+  // Both cases are computed and one selected: no divergent branch in a GPU warp.
   const uint32_t u = absBits(x);
-  uint32_t code;
-  if (u > 0x7F800000u) {
-    code = 0; // NaN (quantizers never pass one)
-  } else if (u < 0x3F800000u) {
-    const float a = floatOf(u);
-    code = (a > 0.25f) + (a >= 0.75f);
-  } else {
-    const uint32_t r = u + 0x1FFFFFu + ((u >> 22) & 1u);
-    const uint32_t e = (r >> 23) - 127u;
-    code = e > 2u ? 7u : 2u + 2u * e + ((r >> 22) & 1u);
-  }
+  const float a = floatOf(u);
+  const uint32_t below1 = (a > 0.25f) + (a >= 0.75f);
+  const uint32_t r = u + 0x1FFFFFu + ((u >> 22) & 1u);
+  const uint32_t e = (r >> 23) - 127u;
+  const uint32_t from1 = e > 2u ? 7u : 2u + 2u * e + ((r >> 22) & 1u);
+  uint32_t code = u < 0x3F800000u ? below1 : from1;
+  code = u > 0x7F800000u ? 0u : code; // NaN (quantizers never pass one)
   return static_cast<uint8_t>(code | (x < 0.0f ? 8u : 0u));
 }
 

@@ -41,7 +41,7 @@ CKPTMAP_HD float nvfp4BlockDivisor(uint8_t scaleBits, float ws2) {
 /// all-zero tensor, or one whose amax is below 2^-128 so that ws2 underflows) encodes every
 /// element as +0.
 CKPTMAP_HD uint8_t nvfp4Code(float w, float divisor) {
-  return divisor == 0.0f ? uint8_t{0} : fp::e2m1Encode(fp::div(w, divisor));
+  return divisor == 0.0f ? uint8_t{0} : fp::e2m1Encode(fp::quotient(w, divisor));
 }
 
 /// value(code) * (float(s_fp8) * ws2), the block divisor computed first (as ModelOpt's

@@ -51,6 +51,18 @@ __device__ __forceinline__ size_t globalThread() {
 }
 __device__ __forceinline__ size_t gridThreads() { return static_cast<size_t>(gridDim.x) * blockDim.x; }
 
+/// i / d for the kernels' index arithmetic: a 32-bit division (a handful of instructions)
+/// when both fit in 32 bits, else the 64-bit one, which the GPU emulates with dozens.
+__device__ __forceinline__ size_t divIndex(size_t i, size_t d) {
+  return ((i | d) >> 32) ? i / d : static_cast<size_t>(static_cast<uint32_t>(i) / static_cast<uint32_t>(d));
+}
+
+/// The expert (matrix) that flat index i of a stack of `per`-element matrices belongs to; no
+/// division at all for a single matrix, the common call.
+__device__ __forceinline__ size_t expertOf(size_t i, size_t per, size_t total) {
+  return per >= total ? 0 : divIndex(i, per);
+}
+
 /// Max over the block, returned to every thread; every thread must call it.
 __device__ __forceinline__ uint32_t blockMax(uint32_t v) {
   __shared__ uint32_t warpMax[32];

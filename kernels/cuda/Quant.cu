@@ -100,7 +100,7 @@ __global__ void __launch_bounds__(kThreads)
     nvfp4QuantKernel(const T* __restrict__ in, size_t groupsPerExpert, size_t groups, const float* __restrict__ global,
                      uint8_t* __restrict__ packed, uint8_t* __restrict__ scales) {
   for (size_t g = globalThread(); g < groups; g += gridThreads()) {
-    const float ws2 = global[g / groupsPerExpert];
+    const float ws2 = global[expertOf(g, groupsPerExpert, groups)];
     float v[16];
     loadF32<kVec, 16>(in + g * 16, v);
     uint32_t bmax = 0;
@@ -123,7 +123,7 @@ __global__ void __launch_bounds__(kThreads)
     nvfp4DequantKernel(const uint8_t* __restrict__ packed, const uint8_t* __restrict__ scales,
                        const float* __restrict__ global, size_t groupsPerExpert, size_t groups, Out* __restrict__ out) {
   for (size_t g = globalThread(); g < groups; g += gridThreads()) {
-    const float d = qmath::nvfp4BlockDivisor(scales[g], global[g / groupsPerExpert]);
+    const float d = qmath::nvfp4BlockDivisor(scales[g], global[expertOf(g, groupsPerExpert, groups)]);
     Pack<uint8_t, 8> p;
     if constexpr (kVec) {
       p = loadPack<uint8_t, 8>(packed + g * 8);
@@ -150,7 +150,7 @@ __global__ void __launch_bounds__(kThreads)
     fp8QuantKernel(const T* __restrict__ in, size_t perExpert, size_t total, const float* __restrict__ scale,
                    uint8_t* __restrict__ q) {
   for (size_t i = globalThread() * V; i < total; i += gridThreads() * V) {
-    const float s = scale[i / perExpert];
+    const float s = scale[expertOf(i, perExpert, total)];
     float v[V];
     loadF32<(V > 1), V>(in + i, v);
     Pack<uint8_t, V> o;
@@ -166,7 +166,7 @@ __global__ void __launch_bounds__(kThreads)
     fp8DequantKernel(const uint8_t* __restrict__ q, size_t perExpert, size_t total, const float* __restrict__ scale,
                      Out* __restrict__ out) {
   for (size_t i = globalThread() * V; i < total; i += gridThreads() * V) {
-    const float s = scale[i / perExpert];
+    const float s = scale[expertOf(i, perExpert, total)];
     Pack<uint8_t, V> p;
     if constexpr (V > 1) {
       p = loadPack<uint8_t, V>(q + i);
@@ -246,7 +246,7 @@ __global__ void __launch_bounds__(kThreads)
   const size_t perExpert = rows * cols;
   const size_t gridRows = (rows + 127) / 128, gridCols = (cols + 127) / 128;
   for (size_t i = globalThread() * V; i < total; i += gridThreads() * V) {
-    const size_t e = i / perExpert, rem = i % perExpert, r = rem / cols, c = rem % cols;
+    const size_t e = expertOf(i, perExpert, total), rem = i - e * perExpert, r = divIndex(rem, cols), c = rem - r * cols;
     const size_t si = (e * gridRows + r / 128) * gridCols + c / 128;
     const float s = bf16Scale ? fp::bf16ToF32(static_cast<const uint16_t*>(scale)[si])
                               : static_cast<const float*>(scale)[si];
