@@ -1,6 +1,6 @@
 #include "compiler/bind/Eval.h"
 
-#include "kernels/DType.h"
+#include "base/DType.h"
 
 #include <cmath>
 

@@ -1,7 +1,7 @@
 #include "compiler/check/Checker.h"
 
 #include "compiler/check/Terms.h"
-#include "kernels/DType.h"
+#include "base/DType.h"
 
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"

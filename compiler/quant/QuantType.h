@@ -3,7 +3,7 @@
 // the logical tensor; every op carries the parts along consistently.
 #pragma once
 
-#include "kernels/DType.h"
+#include "base/DType.h"
 
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/SmallVector.h"
