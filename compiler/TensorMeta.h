@@ -1,8 +1,8 @@
 // What the compiler knows of a tensor: its name, element type and shape. Never its bytes.
 #pragma once
 
+#include "base/DType.h"
 #include "compiler/quant/QuantType.h"
-#include "kernels/DType.h"
 
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/SmallVector.h"

@@ -16,7 +16,7 @@
 // Backends are safe to call from many threads at once.
 #pragma once
 
-#include "kernels/DType.h"
+#include "base/DType.h"
 #include "kernels/Quant.h"
 #include "kernels/Status.h"
 

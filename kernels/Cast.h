@@ -14,8 +14,8 @@
 // rounding to `to`. Dtypes F64 F32 F16 BF16. Used for zero-centred norms (w - 1 / w + 1).
 #pragma once
 
+#include "base/DType.h"
 #include "kernels/Convert.h"
-#include "kernels/DType.h"
 #include "kernels/Parallel.h"
 #include "kernels/Status.h"
 

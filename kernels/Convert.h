@@ -2,7 +2,7 @@
 // shared by the CPU reference and the CUDA kernels (host and device code).
 #pragma once
 
-#include "kernels/DType.h"
+#include "base/DType.h"
 #include "kernels/Float.h"
 
 #include <cstdint>

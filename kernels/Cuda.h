@@ -14,7 +14,7 @@
 // QuantOptions::exec is ignored.
 #pragma once
 
-#include "kernels/DType.h"
+#include "base/DType.h"
 #include "kernels/Quant.h"
 #include "kernels/Status.h"
 

@@ -1,7 +1,7 @@
 // Messages shared by the CPU and CUDA entry points, so both report failures identically.
 #pragma once
 
-#include "kernels/DType.h"
+#include "base/DType.h"
 #include "kernels/Float.h"
 #include "kernels/Status.h"
 

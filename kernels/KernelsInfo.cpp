@@ -1,4 +1,4 @@
-#include "kernels/DType.h"
+#include "base/DType.h"
 
 namespace ckptmap {
 // Anchors the library; the kernels proper live in cpu/ and cuda/.

@@ -35,7 +35,7 @@
 // E8M0 0xFF) dequantize to NaN.
 #pragma once
 
-#include "kernels/DType.h"
+#include "base/DType.h"
 #include "kernels/Float.h"
 #include "kernels/Parallel.h"
 #include "kernels/Status.h"

@@ -1,5 +1,7 @@
 #include "compiler/ast/AST.h"
 
+#include "llvm/ADT/STLExtras.h"
+
 #include <charconv>
 #include <string>
 
@@ -29,6 +31,43 @@ const BlockDecl *Rulebook::findBlock(llvm::StringRef name) const {
   for (const auto &block : blocks)
     if (block->name == name)
       return block.get();
+  return nullptr;
+}
+
+static const Stmt *statementIn(const StmtList &body, SourceLoc loc) {
+  for (const StmtPtr &stmt : body) {
+    if (stmt->range().begin == loc)
+      return stmt.get();
+    std::vector<const StmtList *> inner;
+    switch (stmt->kind()) {
+    case Stmt::Kind::For: inner = {&llvm::cast<ForStmt>(*stmt).body}; break;
+    case Stmt::Kind::If: inner = {&llvm::cast<IfStmt>(*stmt).thenBody, &llvm::cast<IfStmt>(*stmt).elseBody}; break;
+    case Stmt::Kind::Switch:
+      for (const SwitchCase &c : llvm::cast<SwitchStmt>(*stmt).cases)
+        inner.push_back(&c.body);
+      inner.push_back(&llvm::cast<SwitchStmt>(*stmt).defaultBody);
+      break;
+    case Stmt::Kind::Scope: inner = {&llvm::cast<ScopeStmt>(*stmt).body}; break;
+    case Stmt::Kind::Choose:
+      for (const Variant &v : llvm::cast<ChooseStmt>(*stmt).variants)
+        inner.push_back(&v.body);
+      break;
+    default: break;
+    }
+    for (const StmtList *list : inner)
+      if (const Stmt *found = statementIn(*list, loc))
+        return found;
+  }
+  return nullptr;
+}
+
+const Stmt *Rulebook::statementAt(SourceLoc loc) const {
+  for (const auto &m : mappings)
+    if (const Stmt *s = statementIn(m->body, loc))
+      return s;
+  for (const auto &b : blocks)
+    if (const Stmt *s = statementIn(b->body, loc))
+      return s;
   return nullptr;
 }
 
@@ -301,5 +340,78 @@ void Rulebook::dump(llvm::raw_ostream &os) const {
     dumpBody(m->body, os, 0);
   }
 }
+
+/// Calls `visit` on every expression directly below `expr`.
+static void forEachChild(const Expr &expr, llvm::function_ref<void(const Expr &)> visit) {
+  using llvm::cast;
+  switch (expr.kind()) {
+  case Expr::Kind::String:
+    for (const StringPiece &piece : cast<StringExpr>(expr).pieces)
+      if (piece.expr)
+        visit(*piece.expr);
+    break;
+  case Expr::Kind::List:
+    for (const ExprPtr &e : cast<ListExpr>(expr).elements)
+      visit(*e);
+    break;
+  case Expr::Kind::Member: visit(*cast<MemberExpr>(expr).base); break;
+  case Expr::Kind::Index:
+    visit(*cast<IndexExpr>(expr).base);
+    visit(*cast<IndexExpr>(expr).index);
+    break;
+  case Expr::Kind::Unary: visit(*cast<UnaryExpr>(expr).operand); break;
+  case Expr::Kind::Binary:
+    visit(*cast<BinaryExpr>(expr).lhs);
+    visit(*cast<BinaryExpr>(expr).rhs);
+    break;
+  case Expr::Kind::Call:
+    for (const Argument &a : cast<CallExpr>(expr).args)
+      for (const ExprPtr *e : {&a.value, &a.size, &a.lo, &a.hi})
+        if (*e)
+          visit(**e);
+    break;
+  default: break;
+  }
+}
+
+static void collectUnbound(const Expr &expr, llvm::function_ref<bool(llvm::StringRef)> isBound,
+                           std::vector<const NameExpr *> &out) {
+  if (auto *name = llvm::dyn_cast<NameExpr>(&expr)) {
+    if (!isBound(name->name) && llvm::none_of(out, [&](const NameExpr *n) { return n->name == name->name; }))
+      out.push_back(name);
+    return;
+  }
+  forEachChild(expr, [&](const Expr &child) { collectUnbound(child, isBound, out); });
+}
+
+std::vector<const NameExpr *> unboundNames(const Expr &expr, llvm::function_ref<bool(llvm::StringRef)> isBound) {
+  std::vector<const NameExpr *> out;
+  collectUnbound(expr, isBound, out);
+  return out;
+}
+
+static unsigned uses(const Expr &expr, llvm::StringRef name) {
+  if (auto *n = llvm::dyn_cast<NameExpr>(&expr))
+    return n->name == name;
+  unsigned count = 0;
+  forEachChild(expr, [&](const Expr &child) { count += uses(child, name); });
+  return count;
+}
+
+/// Whether the one use of `name` in `expr` is reached through +, -, * and unary - only.
+static bool linearPath(const Expr &expr, llvm::StringRef name) {
+  if (auto *n = llvm::dyn_cast<NameExpr>(&expr))
+    return n->name == name;
+  if (auto *u = llvm::dyn_cast<UnaryExpr>(&expr))
+    return u->op == UnaryOp::Neg && linearPath(*u->operand, name);
+  if (auto *b = llvm::dyn_cast<BinaryExpr>(&expr)) {
+    if (b->op != BinaryOp::Add && b->op != BinaryOp::Sub && b->op != BinaryOp::Mul)
+      return false;
+    return linearPath(uses(*b->lhs, name) ? *b->lhs : *b->rhs, name);
+  }
+  return false;
+}
+
+bool isAffineIn(const Expr &expr, llvm::StringRef name) { return uses(expr, name) == 1 && linearPath(expr, name); }
 
 } // namespace ckptmap::ast

@@ -5,6 +5,7 @@
 
 #include "compiler/diag/SourceManager.h"
 
+#include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Casting.h"
 #include "llvm/Support/raw_ostream.h"
@@ -171,10 +172,14 @@ public:
   virtual ~Stmt() = default;
   Kind kind() const { return kind_; }
   SourceRange range() const { return range_; }
+  /// The line of the statement's last token, for quoting a statement that spans lines.
+  uint32_t lastLine() const { return lastLine_ ? lastLine_ : range_.begin.line; }
+  void setLastLine(uint32_t line) { lastLine_ = line; }
 
 private:
   Kind kind_;
   SourceRange range_;
+  uint32_t lastLine_ = 0;
 };
 using StmtPtr = std::unique_ptr<Stmt>;
 using StmtList = std::vector<StmtPtr>;
@@ -339,9 +344,19 @@ public:
   std::vector<std::unique_ptr<MappingDecl>> mappings;
 
   const BlockDecl *findBlock(llvm::StringRef name) const;
+  /// The statement of a mapping or block that starts at `loc`, if any (explain quotes it).
+  const Stmt *statementAt(SourceLoc loc) const;
   void dump(llvm::raw_ostream &os) const;
 };
 
 void dump(const Expr &expr, llvm::raw_ostream &os);
+
+/// The names `expr` reads that `isBound` does not know, each once, in order of appearance.
+/// In a name pattern the one unbound name of an index (`{layers + M}`) is a capture.
+std::vector<const NameExpr *> unboundNames(const Expr &expr, llvm::function_ref<bool(llvm::StringRef)> isBound);
+
+/// Whether `expr` is `a * name + b` with a and b free of `name`: `name` appears once, reached
+/// only through +, -, * and unary -. Such an index can be solved for `name` when matching.
+bool isAffineIn(const Expr &expr, llvm::StringRef name);
 
 } // namespace ckptmap::ast

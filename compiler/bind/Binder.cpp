@@ -6,6 +6,7 @@
 #include "llvm/ADT/StringSet.h"
 
 #include <algorithm>
+#include <cassert>
 #include <map>
 
 namespace ckptmap {
@@ -64,17 +65,13 @@ class Binder {
 public:
   Binder(const CheckedRulebook &rb, const Value &config, llvm::ArrayRef<TensorMeta> source,
          const BindOptions &options, DiagnosticEngine &diags)
-      : rb_(rb), config_(config), eval_(config), options_(options), diags_(diags) {
-    for (const TensorMeta &t : source) {
-      sourceNames_.push_back(t.name);
-      sourceSet_.insert(t.name);
-    }
-    std::sort(sourceNames_.begin(), sourceNames_.end());
-  }
+      : rb_(rb), config_(config), source_(source), eval_(config, &source_), options_(options), diags_(diags) {}
 
   std::optional<Binding> run();
 
 private:
+  /// --from, --to and --variant name what the rulebook has; reports the rest.
+  bool checkCommandLine();
   bool bindStatements(const StmtList &body, Env &env, const Context &ctx, Sink &sink);
   bool bindStatement(const Stmt &stmt, Env &env, const Context &ctx, Sink &sink);
   bool bindRule(const RuleStmt &rule, Env &env, const Context &ctx, Sink &sink);
@@ -84,6 +81,10 @@ private:
   std::optional<BoundTerm> bindTerm(const Term &term, const Env &env, llvm::StringRef prefix);
   std::optional<Value> bindParam(const OpParam &param, const Expr &expr, const Env &env);
   void addInstance(BoundRule rule, const Stmt &stmt, Sink &sink);
+  /// `name` with `captures` (matched from `matched`) filled in; an index they make negative
+  /// is an error at `range`.
+  std::optional<NameTemplate> instantiate(const NameTemplate &name, const llvm::StringMap<std::string> &captures,
+                                          SourceRange range, llvm::StringRef matched);
   /// "nv = 4, dk = 8": the names `expr` uses (but `skip`) and their values.
   std::string valuesOf(const Expr &expr, const Env &env, const Expr *skip = nullptr) const;
 
@@ -93,14 +94,14 @@ private:
 
   const CheckedRulebook &rb_;
   const Value &config_;
+  TensorTable source_;
   Evaluator eval_;
   const BindOptions &options_;
   DiagnosticEngine &diags_;
   const MappingDecl *mapping_ = nullptr;
   bool leftIsSource_ = true;
-  std::vector<std::string> sourceNames_;
-  llvm::StringSet<> sourceSet_;
   unsigned probeDepth_ = 0; ///< inside a variant being tried
+  std::set<const ChooseStmt *> refusedVariant_; ///< where --variant was reported not to fit
   /// Rules with captures that matched nothing, with the pattern at each place: one warning
   /// per rule, however many loop iterations or uses it has.
   std::vector<std::pair<const RuleStmt *, std::vector<std::string>>> unmatched_;
@@ -108,7 +109,12 @@ private:
 
 bool Binder::report(llvm::Error err) {
   llvm::handleAllErrors(
-      std::move(err), [&](const EvalError &e) { diags_.error(e.range, e.message); },
+      std::move(err),
+      [&](const EvalError &e) {
+        Diagnostic &d = diags_.error(e.range, e.message);
+        for (const std::string &note : e.notes)
+          d.note(note);
+      },
       [&](const llvm::ErrorInfoBase &e) { diags_.error({}, e.message()); });
   return false;
 }
@@ -149,8 +155,32 @@ std::optional<NameTemplate> Binder::bindPattern(const StringExpr &pattern, const
       name.appendCapture(piece.text, /*rest=*/true);
       break;
     case StringPiece::Kind::Interpolation: {
-      if (auto *n = dyn_cast<NameExpr>(piece.expr.get()); n && !env.lookup(n->name) && n->name != "config") {
-        name.appendCapture(n->name, /*rest=*/false);
+      // The checker allows one unbound name, a capture, which the index is or is computed
+      // from as a * X + b; a and b are the index's values at X = 0 and X = 1.
+      auto unbound = unboundNames(*piece.expr, [&](llvm::StringRef n) {
+        return env.lookup(n) || llvm::is_contained(builtinNames(), n);
+      });
+      if (!unbound.empty()) {
+        const std::string &capture = unbound.front()->name;
+        if (llvm::isa<NameExpr>(*piece.expr)) {
+          name.appendCapture(capture, /*rest=*/false);
+          break;
+        }
+        Env at0(&env), at1(&env);
+        at0.set(capture, Value(0));
+        at1.set(capture, Value(1));
+        auto offset = eval_.evalInt(*piece.expr, at0);
+        if (!offset)
+          return report(offset.takeError()), std::nullopt;
+        auto next = eval_.evalInt(*piece.expr, at1);
+        if (!next)
+          return report(next.takeError()), std::nullopt;
+        if (*next == *offset) {
+          diags_.error(piece.range, "this index does not change with capture '" + capture + "' (it is " +
+                                        std::to_string(*offset) + " for every value)");
+          return std::nullopt;
+        }
+        name.appendIndex(capture, *next - *offset, *offset);
         break;
       }
       auto v = eval_.eval(*piece.expr, env);
@@ -172,6 +202,10 @@ std::optional<NameTemplate> Binder::bindPattern(const StringExpr &pattern, const
 }
 
 std::optional<Value> Binder::bindParam(const OpParam &param, const Expr &expr, const Env &env) {
+  // A format written as a word names itself; as a value it must be a string naming one.
+  if (param.type == ParamType::QuantFormat)
+    if (auto *word = dyn_cast<NameExpr>(&expr); word && !env.lookup(word->name) && isQuantFormat(word->name))
+      return Value(word->name);
   auto v = eval_.eval(expr, env);
   if (!v)
     return report(v.takeError()), std::nullopt;
@@ -198,6 +232,10 @@ std::optional<Value> Binder::bindParam(const OpParam &param, const Expr &expr, c
   case ParamType::IntList:
     if (!v->is_array() || !llvm::all_of(*v, [](const Value &e) { return e.is_number_integer(); }))
       return bad("a list of integers");
+    return *v;
+  case ParamType::QuantFormat:
+    if (!v->is_string() || !isQuantFormat(v->get<std::string>()))
+      return bad("a quantization format (nvfp4, fp8, fp8_block or mxfp8)");
     return *v;
   }
   return *v;
@@ -272,12 +310,21 @@ std::optional<BoundTerm> Binder::bindTerm(const Term &term, const Env &env, llvm
   return out;
 }
 
+std::optional<NameTemplate> Binder::instantiate(const NameTemplate &name, const llvm::StringMap<std::string> &captures,
+                                                SourceRange range, llvm::StringRef matched) {
+  std::string negative = name.negativeIndex(captures);
+  if (negative.empty())
+    return name.instantiate(captures);
+  diags_.error(range, "index " + negative + " is negative (matching '" + matched.str() + "')");
+  return std::nullopt;
+}
+
 void Binder::addInstance(BoundRule rule, const Stmt &stmt, Sink &sink) {
   std::vector<const BoundTerm *> leaves;
   rule.source.leaves(leaves);
   for (const BoundTerm *leaf : leaves) {
     std::string name = leaf->name.str();
-    if (sourceSet_.count(name))
+    if (source_.contains(name))
       sink.consumed.push_back(name);
     else
       sink.missing.push_back({name, &stmt});
@@ -312,7 +359,7 @@ bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &
     r.source.leaves(leaves);
     size_t n = 0;
     for (const BoundTerm *leaf : leaves)
-      n += sourceSet_.count(leaf->name.str());
+      n += source_.contains(leaf->name.str());
     return std::pair(n, leaves.size());
   };
 
@@ -331,7 +378,7 @@ bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &
   const NameTemplate first =
       (*llvm::find_if(sourceLeaves, [](const BoundTerm *t) { return !t->name.concrete(); }))->name;
   size_t matches = 0;
-  for (const std::string &name : sourceNames_) {
+  for (const std::string &name : source_.names()) {
     llvm::StringMap<std::string> captures;
     if (!first.match(name, captures))
       continue;
@@ -340,8 +387,12 @@ bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &
     std::vector<BoundTerm *> leaves;
     instance.source.leaves(leaves);
     instance.target.leaves(leaves);
-    for (BoundTerm *leaf : leaves)
-      leaf->name = leaf->name.instantiate(captures);
+    for (BoundTerm *leaf : leaves) {
+      auto filled = instantiate(leaf->name, captures, leaf->range, name);
+      if (!filled)
+        return false;
+      leaf->name = std::move(*filled);
+    }
     if (stmt.optional && present(instance).first == 0)
       continue;
     addInstance(std::move(instance), stmt, sink);
@@ -381,8 +432,11 @@ bool Binder::bindDrop(const DropStmt &drop, Env &env, const Context &ctx, Sink &
         auto copy = bindPattern(*drop.copySource, env, prefix);
         if (!copy)
           return false;
-        d.copyOf = copy->instantiate(captures).str();
-        if (!sourceSet_.count(d.copyOf)) {
+        auto copyName = instantiate(*copy, captures, drop.copySource->range(), name);
+        if (!copyName)
+          return false;
+        d.copyOf = copyName->str();
+        if (!source_.contains(d.copyOf)) {
           sink.missing.push_back({d.copyOf, &drop});
           return true;
         }
@@ -393,14 +447,14 @@ bool Binder::bindDrop(const DropStmt &drop, Env &env, const Context &ctx, Sink &
     };
     if (pattern->concrete()) {
       std::string name = pattern->str();
-      if (!sourceSet_.count(name)) {
+      if (!source_.contains(name)) {
         sink.missing.push_back({name, &drop});
         return true;
       }
       return addConsumed(name, {});
     }
     size_t matches = 0;
-    for (const std::string &name : sourceNames_) {
+    for (const std::string &name : source_.names()) {
       llvm::StringMap<std::string> captures;
       if (!pattern->match(name, captures))
         continue;
@@ -564,12 +618,15 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
       if (auto it = options_.variants.find(choose.name); it != options_.variants.end()) {
         chosen = pick(it->second);
         if (!chosen) {
+          // One error per choose, not one per layer it is used in.
+          if (!refusedVariant_.insert(&choose).second)
+            return false;
           std::vector<std::string> names;
-          for (const Variant &v : choose.variants)
-            names.push_back(v.name);
+          for (const Attempt *a : maximal)
+            names.push_back(a->variant->name);
           Diagnostic &d = diags_.error(choose.nameRange, "--variant " + choose.name + "=" + it->second +
-                                                             ": no variant of that name applies here");
-          d.note("variants: " + llvm::join(names, ", "));
+                                                             ": that variant does not fit the checkpoint" + place);
+          d.note("the variants that fit are " + llvm::join(names, ", "));
           return false;
         }
         reason = "--variant " + choose.name + "=" + it->second;
@@ -770,8 +827,90 @@ bool Binder::bindStatement(const Stmt &stmt, Env &env, const Context &ctx, Sink 
   return true;
 }
 
+/// A choice as every `choose` of that name makes it: where it is first made, its variants.
+struct ChoiceInfo {
+  SourceRange first;
+  std::vector<std::string> variants;
+};
+
+/// Every `choose` of `body` and below, by choice name.
+static void collectChoices(const StmtList &body, std::map<std::string, ChoiceInfo> &out) {
+  for (const StmtPtr &stmt : body) {
+    switch (stmt->kind()) {
+    case Stmt::Kind::For: collectChoices(cast<ForStmt>(*stmt).body, out); break;
+    case Stmt::Kind::If:
+      collectChoices(cast<IfStmt>(*stmt).thenBody, out);
+      collectChoices(cast<IfStmt>(*stmt).elseBody, out);
+      break;
+    case Stmt::Kind::Switch:
+      for (const SwitchCase &c : cast<SwitchStmt>(*stmt).cases)
+        collectChoices(c.body, out);
+      collectChoices(cast<SwitchStmt>(*stmt).defaultBody, out);
+      break;
+    case Stmt::Kind::Scope: collectChoices(cast<ScopeStmt>(*stmt).body, out); break;
+    case Stmt::Kind::Choose: {
+      const auto &choose = cast<ChooseStmt>(*stmt);
+      ChoiceInfo &info = out[choose.name];
+      if (!info.first.valid())
+        info.first = choose.nameRange;
+      for (const Variant &v : choose.variants) {
+        if (!llvm::is_contained(info.variants, v.name))
+          info.variants.push_back(v.name);
+        collectChoices(v.body, out);
+      }
+      break;
+    }
+    default: break;
+    }
+  }
+}
+
+bool Binder::checkCommandLine() {
+  bool ok = true;
+  for (const std::string *conv : {&options_.from, &options_.to}) {
+    if (llvm::is_contained(knownConventions(), *conv))
+      continue;
+    std::string guess = closestMatch(*conv, knownConventions());
+    diags_.error({}, std::string(conv == &options_.from ? "--from " : "--to ") + *conv + ": unknown convention")
+        .note(guess.empty() ? "the conventions are " + llvm::join(knownConventions(), ", ") : "did you mean '" + guess + "'?");
+    ok = false;
+  }
+  // --variant names a choice of this rulebook and one of its variants; anything else is a
+  // misspelling that would otherwise be ignored.
+  const ast::Rulebook &rb = rb_.ast();
+  std::map<std::string, ChoiceInfo> choices;
+  for (const auto &m : rb.mappings)
+    collectChoices(m->body, choices);
+  for (const auto &b : rb.blocks)
+    collectChoices(b->body, choices);
+  std::vector<std::string> choiceNames;
+  for (const auto &[name, variants] : choices)
+    choiceNames.push_back(name);
+  for (const auto &[choice, variant] : options_.variants) {
+    std::string flag = "--variant " + choice + "=" + variant;
+    auto it = choices.find(choice);
+    if (it == choices.end()) {
+      Diagnostic &d = diags_.error({}, flag + ": rulebook '" + rb.name + "' has no choice '" + choice + "'");
+      std::string guess = closestMatch(choice, choiceNames);
+      d.note(!guess.empty()        ? "did you mean '" + guess + "'?"
+             : choiceNames.empty() ? std::string("it makes no choices")
+                                   : "its choices are " + llvm::join(choiceNames, ", "));
+      ok = false;
+    } else if (!llvm::is_contained(it->second.variants, variant)) {
+      Diagnostic &d = diags_.error(it->second.first, flag + ": choice '" + choice + "' has no variant '" + variant + "'");
+      if (std::string guess = closestMatch(variant, it->second.variants); !guess.empty())
+        d.note("did you mean '" + guess + "'?");
+      d.note("its variants are " + llvm::join(it->second.variants, ", "));
+      ok = false;
+    }
+  }
+  return ok;
+}
+
 std::optional<Binding> Binder::run() {
   const ast::Rulebook &rb = rb_.ast();
+  if (!checkCommandLine())
+    return std::nullopt;
   mapping_ = rb_.findMapping(options_.from, options_.to);
   if (!mapping_) {
     std::vector<std::string> pairs;
@@ -850,19 +989,20 @@ std::optional<Binding> Binder::run() {
     llvm::StringSet<> consumed;
     for (const std::string &name : sink.consumed)
       consumed.insert(name);
-    for (const std::string &name : sourceNames_) {
+    for (const std::string &name : source_.names()) {
       if (consumed.count(name))
         continue;
       for (const Sink::Fallback &f : sink.fallbacks) {
         llvm::StringMap<std::string> captures;
         if (!f.source.match(name, captures))
           continue;
-        NameTemplate target = f.target.instantiate(captures);
-        if (!target.concrete()) {
-          diags_.error(f.stmt->range(), "'" + target.display() + "': the target names a capture the source does not have");
+        auto filled = instantiate(f.target, captures, f.stmt->range(), name);
+        if (!filled) {
           ok = false;
           break;
         }
+        NameTemplate target = std::move(*filled);
+        assert(target.concrete() && "the checker puts every capture on both sides of a rule");
         BoundRule rule;
         rule.source.range = rule.target.range = f.stmt->range();
         rule.source.name.appendLiteral(name);
@@ -890,9 +1030,11 @@ std::optional<Binding> Binder::run() {
       list += (i ? ", '" : "'") + names[i] + "'";
     if (names.size() > 3)
       list += " and " + std::to_string(names.size() - 3) + " more";
-    diags_.error(stmt->range(), std::string(llvm::isa<DropStmt>(stmt) ? "drop" : "rule") + " needs " +
-                                    (names.size() == 1 ? "a tensor" : std::to_string(names.size()) + " tensors") +
-                                    " the checkpoint does not have: " + list);
+    Diagnostic &d = diags_.error(stmt->range(), std::string(llvm::isa<DropStmt>(stmt) ? "drop" : "rule") + " needs " +
+                                                    (names.size() == 1 ? "a tensor" : std::to_string(names.size()) + " tensors") +
+                                                    " the checkpoint does not have: " + list);
+    if (std::string note = source_.suggestion(names.front()); !note.empty())
+      d.note(names.size() == 1 ? note : "'" + names.front() + "': " + note);
     ok = false;
   }
   if (!ok)

@@ -20,24 +20,34 @@ public:
   struct Piece {
     enum class Kind { Literal, Int, Rest } kind = Kind::Literal;
     std::string text; ///< Literal: characters; Int/Rest: the capture's name
+    /// Int: the piece is the index scale * capture + offset (`{layers + M}`); 1 and 0 for
+    /// the capture itself.
+    int64_t scale = 1, offset = 0;
   };
 
   void appendLiteral(llvm::StringRef text);
   void appendCapture(llvm::StringRef name, bool rest);
+  /// An index computed from integer capture `name`: scale * name + offset (scale != 0).
+  void appendIndex(llvm::StringRef name, int64_t scale, int64_t offset);
 
   bool concrete() const;
   /// The name; only meaningful when concrete().
   std::string str() const;
-  /// "model.visual.{*rest}": for messages, and read back by fromDisplay.
+  /// "model.visual.{*rest}", "mtp.{M + 4}": for messages, and read back by fromDisplay.
   std::string display() const;
   static NameTemplate fromDisplay(llvm::StringRef text);
   bool hasCapture(llvm::StringRef name) const;
   /// Matches a whole name, filling `captures` (names already in it must match the same text).
+  /// An index piece matches the number it gives for a whole, non-negative capture.
   bool match(llvm::StringRef name, llvm::StringMap<std::string> &captures) const;
   NameTemplate instantiate(const llvm::StringMap<std::string> &captures) const;
+  /// An index these captures would make negative, as "{M - 1} with M = 0"; empty when none.
+  std::string negativeIndex(const llvm::StringMap<std::string> &captures) const;
 
 private:
   bool matchFrom(size_t piece, llvm::StringRef rest, llvm::StringMap<std::string> &captures) const;
+  /// The text of index piece `p` when its capture is `value`; nullopt when negative or out of range.
+  static std::optional<std::string> indexText(const Piece &p, llvm::StringRef value);
   std::vector<Piece> pieces_;
 };
 

@@ -1,6 +1,6 @@
 #include "compiler/bind/Eval.h"
 
-#include "kernels/DType.h"
+#include "base/DType.h"
 
 #include <cmath>
 
@@ -44,8 +44,20 @@ std::string normalizeDTypeName(llvm::StringRef name) {
   return "";
 }
 
-static llvm::Error fail(SourceRange range, std::string message, bool missing = false) {
-  return llvm::make_error<EvalError>(range, std::move(message), missing);
+static llvm::Error fail(SourceRange range, std::string message, bool missing = false,
+                        std::vector<std::string> notes = {}) {
+  return llvm::make_error<EvalError>(range, std::move(message), missing, std::move(notes));
+}
+
+/// "did you mean 'x'?" for a key `object` lacks, when one of its keys is close.
+static std::vector<std::string> suggestKey(const Value &object, llvm::StringRef key) {
+  std::vector<std::string> keys;
+  for (auto it = object.begin(); it != object.end(); ++it)
+    keys.push_back(it.key());
+  std::string guess = closestMatch(key, keys);
+  if (guess.empty())
+    return {};
+  return {"did you mean '" + guess + "'?"};
 }
 
 static std::string describe(const Value &v) {
@@ -129,7 +141,7 @@ llvm::Expected<Value> Evaluator::eval(const Expr &expr, const Env &env) const {
       bool fromConfig = llvm::StringRef(path).startswith("config.");
       return fail(expr.range(),
                   fromConfig ? "config.json has no key '" + path.substr(7) + "'" : "no member '" + m.member + "'",
-                  /*missing=*/true);
+                  /*missing=*/true, suggestKey(*base, m.member));
     }
     return *it;
   }
@@ -144,7 +156,8 @@ llvm::Expected<Value> Evaluator::eval(const Expr &expr, const Env &env) const {
     if (base->is_object() && index->is_string()) {
       auto it = base->find(index->get<std::string>());
       if (it == base->end())
-        return fail(expr.range(), "no key " + formatValue(*index), /*missing=*/true);
+        return fail(expr.range(), "no key " + formatValue(*index), /*missing=*/true,
+                    suggestKey(*base, index->get<std::string>()));
       return *it;
     }
     if (!index->is_number_integer())
@@ -354,6 +367,25 @@ llvm::Expected<Value> Evaluator::evalCall(const CallExpr &call, const Env &env) 
     if (name.empty())
       return fail(call.range(), "unknown dtype " + formatValue(args[0]));
     return Value(name);
+  }
+  if (fn == "shape") {
+    if (auto e = arity(1)) return e;
+    if (!args[0].is_string())
+      return fail(call.range(), "shape() needs a tensor name, not " + describe(args[0]));
+    std::string name = args[0].get<std::string>();
+    if (!tensors_)
+      return fail(call.range(), "shape(): no checkpoint is being read here");
+    const TensorMeta *t = tensors_->find(name);
+    if (!t) {
+      // Missing, so that `shape("a") ?? shape("b")` reads whichever convention is the source.
+      std::string note = tensors_->suggestion(name);
+      return fail(call.range(), "shape(): the checkpoint has no tensor '" + name + "'", /*missing=*/true,
+                  note.empty() ? std::vector<std::string>{} : std::vector<std::string>{note});
+    }
+    Value dims = Value::array();
+    for (int64_t d : t->shape)
+      dims.push_back(d);
+    return dims;
   }
   return fail(call.calleeRange, "unknown function '" + fn + "'");
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "compiler/ast/AST.h"
+#include "compiler/bind/TensorTable.h"
 
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/Error.h"
@@ -20,14 +21,15 @@ using Value = nlohmann::json;
 class EvalError : public llvm::ErrorInfo<EvalError> {
 public:
   static char ID;
-  EvalError(SourceRange range, std::string message, bool missing = false)
-      : range(range), message(std::move(message)), missing(missing) {}
+  EvalError(SourceRange range, std::string message, bool missing = false, std::vector<std::string> notes = {})
+      : range(range), message(std::move(message)), missing(missing), notes(std::move(notes)) {}
   void log(llvm::raw_ostream &os) const override { os << message; }
   std::error_code convertToErrorCode() const override { return llvm::inconvertibleErrorCode(); }
 
   SourceRange range;
   std::string message;
   bool missing;
+  std::vector<std::string> notes; ///< "did you mean 'hidden_size'?"
 };
 
 /// Variables visible during evaluation, chained outward like the checker's scopes.
@@ -44,8 +46,9 @@ private:
 
 class Evaluator {
 public:
-  /// `config` is what the name `config` evaluates to.
-  explicit Evaluator(const Value &config) : config_(config) {}
+  /// `config` is what the name `config` evaluates to; `tensors`, what `shape("name")` reads
+  /// (none: shape() is an error).
+  explicit Evaluator(const Value &config, const TensorTable *tensors = nullptr) : config_(config), tensors_(tensors) {}
 
   llvm::Expected<Value> eval(const ast::Expr &expr, const Env &env) const;
   llvm::Expected<int64_t> evalInt(const ast::Expr &expr, const Env &env) const;
@@ -57,6 +60,7 @@ private:
   llvm::Expected<Value> evalBinary(const ast::BinaryExpr &bin, const Env &env) const;
 
   const Value &config_;
+  const TensorTable *tensors_;
 };
 
 /// "42", "\"mamba\"", "[1, 2]": values as the rule language writes them, for messages.

@@ -1,8 +1,10 @@
 #include "compiler/check/Checker.h"
 
+#include "base/DType.h"
 #include "compiler/check/Terms.h"
-#include "kernels/DType.h"
+#include "compiler/quant/QuantType.h"
 
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
 
@@ -23,7 +25,7 @@ llvm::ArrayRef<std::string> knownConventions() {
 }
 
 llvm::ArrayRef<std::string> builtinFunctions() {
-  static const std::vector<std::string> names = {"len", "chars", "min", "max", "contains", "dtype", "count", "ifelse"};
+  static const std::vector<std::string> names = {"len", "chars", "min", "max", "contains", "dtype", "count", "ifelse", "shape"};
   return names;
 }
 
@@ -81,13 +83,15 @@ private:
       return nullptr;
     return &diags_.error(range, std::move(message));
   }
-  void unknownName(SourceRange range, llvm::StringRef name, const Scope &scope);
+  /// Reports an unknown name with a suggestion; null when already reported there.
+  Diagnostic *unknownName(SourceRange range, llvm::StringRef name, const Scope &scope);
 
   void checkStatements(const StmtList &body, Scope &scope);
   void checkStatement(const Stmt &stmt, Scope &scope);
   void checkRule(RuleStmt &rule, const Scope &scope);
   void checkDrop(const DropStmt &drop, const Scope &scope);
   void checkExpr(const Expr &expr, const Scope &scope);
+  void checkParam(const OpParam &param, const Expr &value, const Scope &scope);
   void checkPattern(const StringExpr &pattern, const Scope &scope, Captures &captures);
   std::unique_ptr<Term> classifyTerm(const Expr &expr, const Scope &scope, Captures &captures);
   void declare(Scope &scope, llvm::StringRef name, SourceRange range);
@@ -100,17 +104,34 @@ private:
   const Rulebook *rulebook_ = nullptr;
 };
 
-void Checker::unknownName(SourceRange range, llvm::StringRef name, const Scope &scope) {
+Diagnostic *Checker::unknownName(SourceRange range, llvm::StringRef name, const Scope &scope) {
   std::vector<std::string> candidates;
   scope.collect(candidates);
   for (const std::string &b : builtinNames())
     candidates.push_back(b);
   Diagnostic *d = error(range, "unknown name '" + name.str() + "'");
   if (!d)
-    return;
+    return nullptr;
   std::string guess = closestMatch(name, candidates);
   if (!guess.empty())
     d->note("did you mean '" + guess + "'?");
+  return d;
+}
+
+/// Integer arithmetic on names and literals: where a capture might have been meant.
+static bool isArithmetic(const Expr &expr) {
+  switch (expr.kind()) {
+  case Expr::Kind::Int:
+  case Expr::Kind::Name: return true;
+  case Expr::Kind::Unary: return cast<UnaryExpr>(expr).op == UnaryOp::Neg && isArithmetic(*cast<UnaryExpr>(expr).operand);
+  case Expr::Kind::Binary: {
+    const auto &b = cast<BinaryExpr>(expr);
+    bool arithmetic = b.op == BinaryOp::Add || b.op == BinaryOp::Sub || b.op == BinaryOp::Mul || b.op == BinaryOp::Div ||
+                      b.op == BinaryOp::Mod;
+    return arithmetic && isArithmetic(*b.lhs) && isArithmetic(*b.rhs);
+  }
+  default: return false;
+  }
 }
 
 void Checker::declare(Scope &scope, llvm::StringRef name, SourceRange range) {
@@ -351,17 +372,60 @@ void Checker::checkPattern(const StringExpr &pattern, const Scope &scope, Captur
         error(piece.range, "'" + piece.text + "' is already bound; a rest capture needs a fresh name");
       captures.try_emplace(piece.text, piece.range);
       break;
-    case StringPiece::Kind::Interpolation:
-      // A bare unbound name captures an integer; anything else must evaluate.
-      if (auto *name = dyn_cast<NameExpr>(piece.expr.get()); name && !scope.contains(name->name) &&
-                                                              !llvm::is_contained(builtinNames(), name->name)) {
-        captures.try_emplace(name->name, name->range());
-      } else {
+    case StringPiece::Kind::Interpolation: {
+      // An index whose names are all bound evaluates. One unbound name is a capture: the
+      // index is that integer (`{L}`) or computed from it as a * L + b (`{layers + M}`), so
+      // that a name matched on one side can be solved for the capture.
+      auto unbound = unboundNames(*piece.expr, [&](llvm::StringRef n) {
+        return scope.contains(n) || llvm::is_contained(builtinNames(), n);
+      });
+      if (unbound.empty()) {
         checkExpr(*piece.expr, scope);
+        break;
       }
+      if (unbound.size() > 1) {
+        std::vector<std::string> names;
+        for (const NameExpr *n : unbound)
+          names.push_back("'" + n->name + "'");
+        Diagnostic *d = error(piece.range, "an index can be computed from one capture, but this one uses " +
+                                               std::to_string(unbound.size()) + " unknown names: " + llvm::join(names, ", "));
+        std::vector<std::string> candidates;
+        scope.collect(candidates);
+        for (const NameExpr *n : unbound)
+          if (std::string guess = closestMatch(n->name, candidates); d && !guess.empty())
+            d->note("did you mean '" + guess + "' for '" + n->name + "'?");
+        break;
+      }
+      const NameExpr &capture = *unbound.front();
+      if (!isAffineIn(*piece.expr, capture.name)) {
+        if (Diagnostic *d = unknownName(capture.range(), capture.name, scope); d && isArithmetic(*piece.expr))
+          d->note("a capture can enter an index only as a * " + capture.name + " + b");
+        break;
+      }
+      captures.try_emplace(capture.name, capture.range());
+      Scope withCapture{&scope, {}};
+      withCapture.names.insert(capture.name);
+      checkExpr(*piece.expr, withCapture);
       break;
     }
+    }
   }
+}
+
+void Checker::checkParam(const OpParam &param, const Expr &value, const Scope &scope) {
+  // A quantization format is written as a word (`nvfp4`), or as a value naming one.
+  auto *word = dyn_cast<NameExpr>(&value);
+  if (param.type == ParamType::QuantFormat && word && !scope.contains(word->name)) {
+    if (isQuantFormat(word->name))
+      return;
+    if (Diagnostic *d = error(word->range(), "unknown quantization format '" + word->name + "'")) {
+      std::vector<std::string> formats = {"nvfp4", "fp8", "fp8_block", "mxfp8"};
+      std::string guess = closestMatch(word->name, formats);
+      d->note(guess.empty() ? "the formats are " + llvm::join(formats, ", ") : "did you mean '" + guess + "'?");
+    }
+    return;
+  }
+  checkExpr(value, scope);
 }
 
 static bool isTensorExpr(const Expr &expr) {
@@ -440,7 +504,7 @@ std::unique_ptr<Term> Checker::classifyTerm(const Expr &expr, const Scope &scope
         break;
       }
       term->params[index] = arg.value.get();
-      checkExpr(*arg.value, inner);
+      checkParam(op->params[index], *arg.value, inner);
       break;
     }
     case Argument::Kind::Sized:
@@ -469,8 +533,8 @@ std::unique_ptr<Term> Checker::classifyTerm(const Expr &expr, const Scope &scope
           ok = false;
           break;
         }
+        checkParam(op->params[nextParam], *arg.value, inner);
         term->params[nextParam++] = arg.value.get();
-        checkExpr(*arg.value, inner);
       }
       break;
     }
@@ -500,9 +564,11 @@ std::unique_ptr<Term> Checker::classifyTerm(const Expr &expr, const Scope &scope
 
 void Checker::checkRule(RuleStmt &rule, const Scope &scope) {
   Captures leftCaptures, rightCaptures;
+  unsigned errorsBefore = diags_.errorCount();
   auto left = classifyTerm(*rule.left, scope, leftCaptures);
   auto right = classifyTerm(*rule.right, scope, rightCaptures);
-  if (!left || !right)
+  // A side with errors says less about its captures than it seems to: no more from this rule.
+  if (!left || !right || diags_.errorCount() != errorsBefore)
     return;
   if (!left->isPattern() && !right->isPattern()) {
     error(rule.range(), "only one side of a rule can apply an op; the other must name one tensor");

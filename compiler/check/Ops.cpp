@@ -36,6 +36,14 @@ llvm::ArrayRef<OpInfo> allOps() {
        {{"scale", ParamType::Float, false, "multiplier (default 1)"},
         {"shift", ParamType::Float, false, "addend (default 0)"}},
        "x * scale + shift elementwise, computed in FP32 and rounded once (zero-centred norms: shift -1)"},
+      {OpKind::Quantize, "quantize", "dequantize", 1, 1, false, false, false,
+       {{"format", ParamType::QuantFormat, true, "nvfp4, fp8, fp8_block or mxfp8"},
+        {"from", ParamType::DType, false, "dtype of the plain tensor, checked and restored (default BF16)"}},
+       "stores a plain weight quantized, with its scales; the way back dequantizes it to `from`"},
+      {OpKind::Dequantize, "dequantize", "quantize", 1, 1, false, false, false,
+       {{"format", ParamType::QuantFormat, true, "how the part is quantized: nvfp4, fp8, fp8_block or mxfp8"},
+        {"to", ParamType::DType, false, "dtype produced (default BF16)"}},
+       "stores a quantized weight as plain floats; the way back quantizes it to `format` again"},
   };
   return ops;
 }

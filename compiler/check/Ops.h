@@ -12,9 +12,10 @@
 
 namespace ckptmap {
 
-enum class OpKind { Concat, Gated, Qkv, Stack, Transpose, Reshape, Cast, Affine };
+enum class OpKind { Concat, Gated, Qkv, Stack, Transpose, Reshape, Cast, Affine, Quantize, Dequantize };
 
-enum class ParamType { Int, Float, Bool, DType, IntList };
+/// QuantFormat: nvfp4, fp8, fp8_block or mxfp8, written as a bare word or a string.
+enum class ParamType { Int, Float, Bool, DType, IntList, QuantFormat };
 
 struct OpParam {
   const char *name;

@@ -1,5 +1,7 @@
 #include "compiler/diag/Diagnostics.h"
 
+#include "llvm/ADT/StringExtras.h"
+
 #include <algorithm>
 #include <numeric>
 
@@ -62,7 +64,7 @@ void DiagnosticEngine::printOne(llvm::raw_ostream &os, const Diagnostic &diag) c
     printOne(os, note);
 }
 
-void DiagnosticEngine::print(llvm::raw_ostream &os) const {
+std::vector<size_t> DiagnosticEngine::order() const {
   std::vector<size_t> order(diags_.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
@@ -71,7 +73,30 @@ void DiagnosticEngine::print(llvm::raw_ostream &os) const {
       return ra.valid();
     return ra.valid() && ra.begin < rb.begin;
   });
-  for (size_t i : order)
+  return order;
+}
+
+nlohmann::json DiagnosticEngine::toJson() const {
+  auto one = [&](const Diagnostic &d) {
+    nlohmann::json j{{"severity", severityName(d.severity).str()}};
+    if (d.range.valid())
+      j["location"] = sources_.format(d.range.begin);
+    j["message"] = d.message;
+    return j;
+  };
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t i : order()) {
+    nlohmann::json j = one(diags_[i]);
+    j["notes"] = nlohmann::json::array();
+    for (const Diagnostic &note : diags_[i].notes)
+      j["notes"].push_back(one(note));
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+void DiagnosticEngine::print(llvm::raw_ostream &os) const {
+  for (size_t i : order())
     printOne(os, diags_[i]);
   unsigned errors = errorCount(), warnings = warningCount();
   if (errors || warnings) {
@@ -123,6 +148,45 @@ std::string closestMatch(llvm::StringRef name, llvm::ArrayRef<std::string> candi
     }
   }
   return best;
+}
+
+std::string numberPattern(llvm::StringRef name) {
+  std::string out;
+  for (size_t i = 0; i < name.size();) {
+    if (llvm::isDigit(name[i])) {
+      while (i < name.size() && llvm::isDigit(name[i]))
+        ++i;
+      out += "{N}";
+    } else {
+      out += name[i++];
+    }
+  }
+  return out;
+}
+
+std::string NameSuggester::closest(llvm::StringRef name) const {
+  if (patterns_.empty() && !names_.empty()) {
+    for (const std::string &n : names_) {
+      auto [it, inserted] = byPattern_.try_emplace(numberPattern(n));
+      if (inserted)
+        patterns_.push_back(it->getKey().str());
+      it->getValue().push_back(n);
+    }
+  }
+  std::string pattern = closestMatch(numberPattern(name), patterns_);
+  if (pattern.empty())
+    return "";
+  return closestMatch(name, byPattern_[pattern]);
+}
+
+std::string NameSuggester::suggestion(llvm::StringRef name) const {
+  std::string guess = closest(name);
+  if (guess.empty())
+    return "";
+  std::string pattern = numberPattern(name);
+  if (pattern == numberPattern(guess))
+    return "the checkpoint has '" + pattern + "' only with other numbers, e.g. '" + guess + "'";
+  return "did you mean '" + guess + "'?";
 }
 
 } // namespace ckptmap

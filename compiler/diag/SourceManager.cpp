@@ -40,4 +40,16 @@ std::string SourceManager::format(SourceLoc loc) const {
   return name(loc.file).str() + ":" + std::to_string(loc.line) + ":" + std::to_string(loc.col);
 }
 
+SourceLoc SourceManager::parse(llvm::StringRef text) const {
+  auto [rest, col] = text.rsplit(':');
+  auto [path, line] = rest.rsplit(':');
+  SourceLoc loc;
+  if (line.getAsInteger(10, loc.line) || col.getAsInteger(10, loc.col))
+    return {};
+  for (uint32_t i = 0; i < files_.size(); ++i)
+    if (files_[i]->name == path)
+      loc.file = i + 1;
+  return loc;
+}
+
 } // namespace ckptmap

@@ -49,6 +49,8 @@ public:
   llvm::StringRef line(uint32_t file, uint32_t line) const;
   /// "path:line:col"
   std::string format(SourceLoc loc) const;
+  /// Reads back what format() wrote; invalid when the file was never loaded.
+  SourceLoc parse(llvm::StringRef text) const;
 
 private:
   struct File {

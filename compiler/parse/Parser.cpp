@@ -293,8 +293,11 @@ std::unique_ptr<AssertStmt> Transformer::transformAssert(RulesParser::AssertStmt
 StmtList Transformer::transformStatements(const std::vector<RulesParser::StatementContext *> &ctxs) {
   StmtList out;
   for (auto *ctx : ctxs)
-    if (StmtPtr stmt = transformStatement(ctx))
+    if (StmtPtr stmt = transformStatement(ctx)) {
+      if (antlr4::Token *stop = ctx->getStop())
+        stmt->setLastLine(origin_.line + uint32_t(stop->getLine()) - 1);
       out.push_back(std::move(stmt));
+    }
   return out;
 }
 

@@ -50,6 +50,10 @@ struct ValueType {
 };
 
 inline ValueType typeOf(const TensorMeta &t) { return ValueType{t.dtype, t.shape, t.quant}; }
+/// A weight of logical shape `shape` stored as `format`.
+inline ValueType quantizedValue(const QuantType &format, const Shape &shape) {
+  return ValueType{quantDataType(format.kind), shape, format};
+}
 inline TensorMeta metaOf(std::string name, const ValueType &t) { return TensorMeta{std::move(name), t.dtype, t.shape, t.quant}; }
 
 struct Instr {

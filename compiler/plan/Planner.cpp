@@ -122,6 +122,33 @@ static Shape shapeOf(const Value &list) {
   return s;
 }
 
+/// The value a quantize or dequantize op turns `in` (called `label`) into: `quantize` true
+/// when this direction quantizes. The op's format and plain dtype (`from` of quantize, `to`
+/// of dequantize, BF16 when not given) say what each side must be.
+static llvm::Expected<ValueType> quantConversion(const BoundTerm &term, bool quantize, const ValueType &in,
+                                                 const std::string &label) {
+  QuantType format;
+  format.kind = *parseQuantKind(param(term, "format").get<std::string>());
+  const char *plainParam = term.op->kind == OpKind::Quantize ? "from" : "to";
+  const Value &plainName = param(term, plainParam);
+  DType plain = plainName.is_null() ? DType::BF16 : *parseDType(plainName.get<std::string>());
+  auto fail = [&](const std::string &m) {
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), "%s: '%s' %s", quantize ? "quantize" : "dequantize",
+                                   label.c_str(), m.c_str());
+  };
+  if (quantize) {
+    if (in.quant.quantized())
+      return fail("is already quantized (" + formatType(in) + ")");
+    if (in.dtype != plain)
+      return fail("is " + std::string(dtypeName(in.dtype)) + " but the rule states " + plainParam + ": " +
+                  std::string(dtypeName(plain)));
+    return quantizedValue(format, in.shape);
+  }
+  if (in.quant.kind != format.kind)
+    return fail("is " + formatType(in) + ", not " + quantKindName(format.kind).str());
+  return ValueType{plain, in.shape, {}};
+}
+
 std::optional<uint32_t> Planner::fuse(StepBuilder &b, const BoundTerm &term) {
   if (term.isTensor()) {
     std::string name = term.name.str();
@@ -252,6 +279,19 @@ std::optional<uint32_t> Planner::fuse(StepBuilder &b, const BoundTerm &term) {
     instr.scale = paramFloat(term, "scale", 1.0);
     instr.shift = paramFloat(term, "shift", 0.0);
     break;
+  case OpKind::Quantize:
+  case OpKind::Dequantize: {
+    bool quantize = op.kind == OpKind::Quantize;
+    auto out = quantConversion(term, quantize, b.type(parts[0]), b.label(parts[0]));
+    if (!out) {
+      diags_.error(term.range, llvm::toString(out.takeError()));
+      ok_ = false;
+      return std::nullopt;
+    }
+    instr.op = quantize ? InstrOp::Quantize : InstrOp::Dequantize;
+    declared[0] = std::move(*out);
+    break;
+  }
   }
   if (!op.lossless && op.kind != OpKind::Cast)
     b.step.lossless = false;
@@ -401,6 +441,17 @@ bool Planner::split(StepBuilder &b, const BoundTerm &term, uint32_t value) {
     instr.shift = -shift / scale;
     break;
   }
+  case OpKind::Quantize:
+  case OpKind::Dequantize: {
+    // The way back of quantize dequantizes, and of dequantize quantizes.
+    bool quantize = op.kind == OpKind::Dequantize;
+    auto out = quantConversion(term, quantize, type, whole);
+    if (!out)
+      return error(llvm::toString(out.takeError()));
+    instr.op = quantize ? InstrOp::Quantize : InstrOp::Dequantize;
+    declared[0] = std::move(*out);
+    break;
+  }
   }
   if (!op.lossless && op.kind != OpKind::Cast)
     b.step.lossless = false;
@@ -416,22 +467,6 @@ bool Planner::split(StepBuilder &b, const BoundTerm &term, uint32_t value) {
 void Planner::addStep(StepBuilder &&b) {
   plan_.steps.push_back(std::move(b.step));
   ++currentStep_;
-}
-
-/// "model.layers.{N}.mlp.experts.{N}.up_proj.weight": a name with its numbers abstracted,
-/// to group uncovered tensors.
-static std::string nameShape(llvm::StringRef name) {
-  std::string out;
-  for (size_t i = 0; i < name.size();) {
-    if (llvm::isDigit(name[i])) {
-      while (i < name.size() && llvm::isDigit(name[i]))
-        ++i;
-      out += "{N}";
-    } else {
-      out += name[i++];
-    }
-  }
-  return out;
 }
 
 static std::string summarize(const BoundRule &rule) {
@@ -588,19 +623,14 @@ std::optional<Plan> Planner::run() {
   for (const TensorMeta &t : inputs_.source) {
     if (consumed_.count(t.name))
       continue;
-    uncovered[nameShape(t.name)].push_back(t.name);
+    uncovered[numberPattern(t.name)].push_back(t.name);
     ++uncoveredCount;
   }
   if (uncoveredCount) {
     Diagnostic &d = diags_.error({}, std::to_string(uncoveredCount) + " tensor" + (uncoveredCount == 1 ? "" : "s") +
                                          " of the checkpoint " + (uncoveredCount == 1 ? "is" : "are") +
                                          " not covered by any rule (map or drop each one, with a reason)");
-    size_t shown = 0;
     for (const auto &[shape, names] : uncovered) {
-      if (shown++ == 20) {
-        d.note("... and " + std::to_string(uncovered.size() - 20) + " more kinds");
-        break;
-      }
       d.note(names.size() == 1 ? "'" + names[0] + "'"
                                : "'" + shape + "': " + std::to_string(names.size()) + " tensors, e.g. '" + names[0] + "'");
     }

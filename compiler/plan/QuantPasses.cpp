@@ -135,7 +135,7 @@ private:
                   (t.dtype == DType::F32 || t.dtype == DType::BF16 || t.dtype == DType::F16);
     if (!matrix || !options_.quantize.quantized() || t.quant.quantized())
       return std::nullopt;
-    ValueType q{quantDataType(options_.quantize.kind), t.shape, options_.quantize};
+    ValueType q = quantizedValue(options_.quantize, t.shape);
     auto parts = quantParts(q.quant, q.shape);
     bool fits = bool(parts);
     if (!fits)
@@ -187,6 +187,7 @@ private:
         out.push_back(d);
         retype = true;
         ++report_.dequantized;
+        step.lossless = false; // the way back quantizes again
         continue;
       }
       if (instr.op == InstrOp::Store) {
@@ -195,6 +196,7 @@ private:
           std::string key = fusedGroupKey(instr.tensor);
           groups[key.empty() ? instr.tensor : key].push_back({instr, *target});
           ++report_.quantized;
+          step.lossless = false;
           continue;
         }
         if (t.quant.kind == QuantKind::Nvfp4 && options_.naming && t.quant.naming != *options_.naming) {

@@ -57,6 +57,9 @@ std::vector<TensorMeta> groupQuantized(llvm::ArrayRef<TensorMeta> stored, const 
     for (QuantType q : candidates(data, packed)) {
       llvm::SmallVector<int64_t, 4> shape = logicalShape(data, q.kind);
       for (bool input : {true, false}) { // the input scale is optional: try with it first
+        // Block-scaled formats have no activation scale: "with it" would be the same parts.
+        if (input && (q.kind == QuantKind::Fp8Block || q.kind == QuantKind::Mxfp8))
+          continue;
         q.inputScale = input;
         std::vector<QuantType> tries = {q};
         auto hint = rowGroups.find(logical);

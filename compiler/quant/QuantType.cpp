@@ -19,6 +19,9 @@ std::optional<QuantKind> parseQuantKind(llvm::StringRef name) {
   for (auto [kind, n] : kKindNames)
     if (name == n)
       return kind;
+  // The rule language writes the format as a word, where '-' cannot go.
+  if (name == "fp8_block")
+    return QuantKind::Fp8Block;
   return std::nullopt;
 }
 

@@ -3,7 +3,7 @@
 // the logical tensor; every op carries the parts along consistently.
 #pragma once
 
-#include "kernels/DType.h"
+#include "base/DType.h"
 
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/SmallVector.h"
@@ -32,7 +32,10 @@ enum class QuantKind : uint8_t {
 enum class QuantNaming : uint8_t { ModelOpt, CompressedTensors };
 
 llvm::StringRef quantKindName(QuantKind k);
+/// "nvfp4", "fp8", "fp8-block" (or "fp8_block"), "mxfp8", "none".
 std::optional<QuantKind> parseQuantKind(llvm::StringRef name);
+/// Whether `name` names a quantized format (any of them but "none").
+inline bool isQuantFormat(llvm::StringRef name) { return parseQuantKind(name).value_or(QuantKind::None) != QuantKind::None; }
 
 struct QuantType {
   QuantKind kind = QuantKind::None;

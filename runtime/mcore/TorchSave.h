@@ -3,8 +3,8 @@
 // archives byte-identical to torch.save's for one contiguous tensor or one pickled object.
 #pragma once
 
+#include "base/DType.h"
 #include "compiler/TensorMeta.h"
-#include "kernels/DType.h"
 #include "runtime/mcore/Pickle.h"
 #include "runtime/mcore/Zip.h"
 

@@ -331,10 +331,10 @@ mapping mcore <-> hf {
 }
 )",
                                  config(R"({"model_type": "demo"})"), {T("input_layernorm.weight", {8})}, o),
-              R"d(test.rules:3:10: error: --variant norms=te: no variant of that name applies here
+              R"d(test.rules:3:10: error: --variant norms=te: choice 'norms' has no variant 'te'
     3 |   choose norms {
       |          ^~~~~
-note: variants: separate, fused
+note: its variants are separate, fused
 1 error generated.
 )d");
 }
@@ -354,6 +354,7 @@ mapping mcore <-> hf {
               R"d(test.rules:4:5: error: rule needs 10 tensors the checkpoint does not have: 'model.layers.1.mlp.gate_proj.weight', 'model.layers.1.mlp.up_proj.weight', 'model.layers.2.mlp.gate_proj.weight' and 7 more
     4 |     "decoder.layers.{L}.mlp.linear_fc1.weight" = gated("model.layers.{L}.mlp.gate_proj.weight", "model.layers.{L}.mlp.up_proj.weight")
       |     ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+note: 'model.layers.1.mlp.gate_proj.weight': the checkpoint has 'model.layers.{N}.mlp.gate_proj.weight' only with other numbers, e.g. 'model.layers.0.mlp.gate_proj.weight'
 test.rules:6:3: error: rule needs a tensor the checkpoint does not have: 'lm_head.weight'
     6 |   "output_layer.weight" = "lm_head.weight"
       |   ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -530,6 +531,7 @@ mapping mcore <-> hf {
               R"d(test.rules:4:3: error: drop needs a tensor the checkpoint does not have: 'model.embed_tokens.weight'
     4 |   drop hf "mtp.embed_tokens.weight" because "MTP shares the main embedding" restore copy "model.embed_tokens.weight"
       |   ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+note: did you mean 'mtp.embed_tokens.weight'?
 1 error generated.
 )d");
 }
@@ -671,4 +673,118 @@ TEST_CASE("bind: how a choice is made") {
           "norms@decoder.layers.1. = model.layers.1.=separate (--variant norms=separate)\n"
           "experts@decoder.layers.1. = model.layers.1.=one (the only variant the checkpoint matches)\n");
   }
+}
+
+TEST_CASE("bind: a misspelt config key, with a suggestion") {
+  CHECK_DIAGS(compileDiagnostics(R"(rulebook demo { model_types "demo" }
+param hidden = config.text_config.hidden_szie
+param heads = config["num_heads"]
+mapping mcore <-> hf { "a.{hidden}.{heads}" = "b.{hidden}.{heads}" }
+)",
+                                 config(R"({"model_type": "demo", "text_config": {"hidden_size": 8}, "num_attention_heads": 2, "num_head": 2})"),
+                                 {}, direction("hf", "mcore")),
+              R"d(test.rules:2:16: error: config.json has no key 'text_config.hidden_szie'
+    2 | param hidden = config.text_config.hidden_szie
+      |                ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+note: did you mean 'hidden_size'?
+test.rules:3:15: error: no key "num_heads"
+    3 | param heads = config["num_heads"]
+      |               ^~~~~~~~~~~~~~~~~~~
+note: did you mean 'num_head'?
+2 errors generated.
+)d");
+}
+
+TEST_CASE("bind: --from or --to naming no convention") {
+  CHECK_DIAGS(compileDiagnostics(kTwoLayerRules, config(R"({"model_type": "demo", "num_hidden_layers": 2})"), kTwoLayers,
+                                 direction("hf_mem", "megatron")),
+              R"d(error: --from hf_mem: unknown convention
+note: did you mean 'hf-mem'?
+error: --to megatron: unknown convention
+note: the conventions are mcore, hf, hf-mem
+2 errors generated.
+)d");
+}
+
+TEST_CASE("bind: --variant naming a choice the rulebook does not make") {
+  const char *rules = R"(rulebook demo { model_types "demo" }
+mapping mcore <-> hf {
+  choose norms {
+    variant separate { "input_layernorm.weight" = "input_layernorm.weight" }
+    variant fused { "linear_qkv.layer_norm_weight" = "input_layernorm.weight" }
+  }
+}
+)";
+  BindOptions o = direction("hf", "mcore");
+  o.variants["nroms"] = "fused";
+  o.variants["experts"] = "grouped";
+  CHECK_DIAGS(compileDiagnostics(rules, config(R"({"model_type": "demo"})"), {T("input_layernorm.weight", {8})}, o),
+              R"d(error: --variant experts=grouped: rulebook 'demo' has no choice 'experts'
+note: its choices are norms
+error: --variant nroms=fused: rulebook 'demo' has no choice 'nroms'
+note: did you mean 'norms'?
+2 errors generated.
+)d");
+  BindOptions misspelt = direction("hf", "mcore");
+  misspelt.variants["norms"] = "fsued";
+  CHECK_DIAGS(compileDiagnostics(rules, config(R"({"model_type": "demo"})"), {T("input_layernorm.weight", {8})}, misspelt),
+              R"d(test.rules:3:10: error: --variant norms=fsued: choice 'norms' has no variant 'fsued'
+    3 |   choose norms {
+      |          ^~~~~
+note: did you mean 'fused'?
+note: its variants are separate, fused
+1 error generated.
+)d");
+}
+
+TEST_CASE("bind: --variant naming a variant that does not fit is reported once") {
+  BindOptions o = direction("hf", "mcore");
+  o.variants["norms"] = "te";
+  CHECK_DIAGS(compileDiagnostics(R"(rulebook demo { model_types "demo" }
+mapping mcore <-> hf {
+  for L in 0 .. 3 {
+    scope "decoder.layers.{L}." = "model.layers.{L}." {
+      choose norms {
+        variant separate { "input_layernorm.weight" = "input_layernorm.weight" }
+        variant fused { "linear_qkv.layer_norm_weight" = "input_layernorm.weight" }
+        variant te { "linear_qkv.layer_norm_weight" = "input_layernorm.weight"
+                     "linear_qkv.layer_norm_bias" = "input_layernorm.bias" }
+      }
+    }
+  }
+}
+)",
+                                 config(R"({"model_type": "demo"})"),
+                                 {T("model.layers.0.input_layernorm.weight", {8}), T("model.layers.1.input_layernorm.weight", {8}),
+                                  T("model.layers.2.input_layernorm.weight", {8})},
+                                 o),
+              R"d(test.rules:5:14: error: --variant norms=te: that variant does not fit the checkpoint at 'decoder.layers.0. = model.layers.0.'
+    5 |       choose norms {
+      |              ^~~~~
+note: the variants that fit are separate, fused
+1 error generated.
+)d");
+}
+
+TEST_CASE("bind: a fill value or shape of the wrong type") {
+  CHECK_DIAGS(compileDiagnostics(R"(rulebook demo { model_types "demo" }
+mapping mcore <-> hf {
+  "a" = "b"
+  drop mcore "bias" because "HF has none" restore fill("zero", [4], BF16)
+  drop mcore "scale" because "HF has none" restore fill(1, 4, BF16)
+  drop mcore "shift" because "HF has none" restore fill(1, [4, -1], BF16)
+}
+)",
+                                 config(R"({"model_type": "demo"})"), {T("b", {4})}, direction("hf", "mcore")),
+              R"d(test.rules:4:56: error: a fill value must be a number, not "zero"
+    4 |   drop mcore "bias" because "HF has none" restore fill("zero", [4], BF16)
+      |                                                        ^~~~~~
+test.rules:5:60: error: a fill shape must be a list of sizes, not 4
+    5 |   drop mcore "scale" because "HF has none" restore fill(1, 4, BF16)
+      |                                                            ^
+test.rules:6:60: error: a fill shape must be a list of sizes, not [4,-1]
+    6 |   drop mcore "shift" because "HF has none" restore fill(1, [4, -1], BF16)
+      |                                                            ^~~~~~~
+3 errors generated.
+)d");
 }

@@ -807,3 +807,87 @@ test.rules:4:9: error: op 'gated' takes 2 tensor parts, got 1
 1 error and 1 warning generated.
 )d");
 }
+
+TEST_CASE("check: an index computed from two unknown names") {
+  CHECK_DIAGS(checkDiagnostics(R"(rulebook demo { model_types "demo" }
+param layers = 2
+mapping mcore <-> hf {
+  "mtp.layers.{M}.w" = "model.layers.{layres + M}.w"
+}
+)"),
+              R"d(test.rules:2:7: warning: parameter 'layers' is never used
+    2 | param layers = 2
+      |       ^~~~~~
+test.rules:4:38: error: an index can be computed from one capture, but this one uses 2 unknown names: 'layres', 'M'
+    4 |   "mtp.layers.{M}.w" = "model.layers.{layres + M}.w"
+      |                                      ^~~~~~~~~~~~
+note: did you mean 'layers' for 'layres'?
+1 error and 1 warning generated.
+)d");
+}
+
+TEST_CASE("check: a capture an index does not just scale and shift") {
+  CHECK_DIAGS(checkDiagnostics(R"(rulebook demo { model_types "demo" }
+mapping mcore <-> hf {
+  "half.{E}" = "all.{E / 2}"
+  "sq.{E}" = "all.{E * E}"
+}
+)"),
+              R"d(test.rules:3:22: error: unknown name 'E'
+    3 |   "half.{E}" = "all.{E / 2}"
+      |                      ^
+note: a capture can enter an index only as a * E + b
+test.rules:4:20: error: unknown name 'E'
+    4 |   "sq.{E}" = "all.{E * E}"
+      |                    ^
+note: a capture can enter an index only as a * E + b
+2 errors generated.
+)d");
+}
+
+TEST_CASE("check: a capture only in an index on one side") {
+  CHECK_DIAGS(checkDiagnostics(R"(rulebook demo { model_types "demo" }
+param layers = 2
+mapping mcore <-> hf {
+  "mtp.w" = "model.layers.{layers + M}.w"
+}
+)"),
+              R"d(test.rules:4:37: error: capture 'M' appears only on the right side of the rule
+    4 |   "mtp.w" = "model.layers.{layers + M}.w"
+      |                                     ^
+1 error generated.
+)d");
+}
+
+TEST_CASE("check: quantize with an unknown format") {
+  CHECK_DIAGS(checkDiagnostics(R"(rulebook demo { model_types "demo" }
+mapping mcore <-> hf {
+  "a" = quantize(nvfp5, "b")
+  "c" = dequantize("d", format: int4)
+}
+)"),
+              R"d(test.rules:3:18: error: unknown quantization format 'nvfp5'
+    3 |   "a" = quantize(nvfp5, "b")
+      |                  ^~~~~
+note: did you mean 'nvfp4'?
+test.rules:4:33: error: unknown quantization format 'int4'
+    4 |   "c" = dequantize("d", format: int4)
+      |                                 ^~~~
+note: the formats are nvfp4, fp8, fp8_block, mxfp8
+2 errors generated.
+)d");
+}
+
+TEST_CASE("check: a rulebook without a header") {
+  // The parser refuses a file without one; the checker also refuses an AST built without one.
+  CHECK_DIAGS(checkDiagnostics("// nothing here yet\n"),
+              R"d(test.rules:2:1: error: a rulebook must start with its header: rulebook NAME { model_types "..." }
+1 error generated.
+)d");
+  SourceManager sources;
+  DiagnosticEngine diags(sources);
+  CHECK_FALSE(checkRulebook(std::make_unique<ast::Rulebook>(), diags));
+  CHECK_DIAGS(diags.render(), R"d(error: the rulebook has no header (rulebook NAME { ... })
+1 error generated.
+)d");
+}

@@ -266,3 +266,36 @@ TEST_CASE("parseOverride: JSON when it parses, else a string") {
   CHECK(parseOverride("mamba") == Value("mamba"));
   CHECK(parseOverride("") == Value(""));
 }
+
+TEST_CASE("eval: a capture has no value outside a name pattern") {
+  // The checker refuses this in a rulebook; the evaluator still says what is wrong.
+  CHECK(eval("\"a.{*rest}\"") == "error at expr.rules:2:14 (7): capture 'rest' has no value here");
+}
+
+TEST_CASE("eval: shape() needs a checkpoint") {
+  CHECK(eval("shape(\"w\")") == "error at expr.rules:2:11 (10): shape(): no checkpoint is being read here");
+  std::vector<TensorMeta> tensors = {T("model.embed_tokens.weight", {16, 4}), T("lm_head.weight", {16, 4})};
+  TensorTable table(tensors);
+  Eval e("shape(\"lm_head.weight\")[0] * 2");
+  auto v = Evaluator(kConfig, &table).eval(*e.rulebook->params[0]->value, e.env);
+  REQUIRE(v);
+  CHECK(*v == 32);
+  Eval missing("shape(\"lm_head.weigth\")");
+  auto m = Evaluator(kConfig, &table).eval(*missing.rulebook->params[0]->value, missing.env);
+  REQUIRE_FALSE(m);
+  llvm::handleAllErrors(m.takeError(), [&](const EvalError &err) {
+    CHECK(err.message == "shape(): the checkpoint has no tensor 'lm_head.weigth'");
+    CHECK(err.missing);
+    CHECK(err.notes == std::vector<std::string>{"did you mean 'lm_head.weight'?"});
+  });
+}
+
+TEST_CASE("eval: a missing key suggests the closest one the object has") {
+  Eval e("config.text_config.hiden_size");
+  auto v = e.value();
+  REQUIRE_FALSE(v);
+  llvm::handleAllErrors(v.takeError(), [&](const EvalError &err) {
+    CHECK(err.message == "config.json has no key 'text_config.hiden_size'");
+    CHECK(err.notes == std::vector<std::string>{"did you mean 'hidden_size'?"});
+  });
+}

@@ -206,3 +206,90 @@ TEST_CASE("golden plan: binding then planning is what compilePlan does") {
   BothWays b;
   CHECK(planToJson(*plan) == planToJson(*b.forward));
 }
+
+namespace {
+
+const char *kQuantOps = R"(// The quantize and dequantize ops, both ways.
+rulebook quant_ops {
+  model_types "quant_ops"
+}
+
+mapping mcore <-> hf {
+  "decoder.layers.0.mlp.linear_fc2.weight" = quantize(nvfp4, "model.layers.0.mlp.down_proj.weight")
+  "decoder.layers.0.mlp.linear_fc1.weight" =
+      quantize(gated("model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight"), format: fp8_block)
+  "decoder.layers.0.mlp.experts.linear_fc2.weight" =
+      stack(E in 0 .. 2, quantize(fp8, "model.layers.0.mlp.experts.{E}.down_proj.weight", from: F32))
+  "decoder.layers.0.self_attention.linear_proj.weight" =
+      dequantize("model.layers.0.self_attn.o_proj.weight", format: fp8)
+}
+)";
+
+const Value kQuantConfig = Value::parse(R"({"model_type": "quant_ops"})");
+
+/// As a checkpoint stores them: o_proj is FP8 with its per-tensor scale.
+std::vector<TensorMeta> quantHfHeader() {
+  return {
+      T("model.layers.0.mlp.down_proj.weight", {8, 32}),
+      T("model.layers.0.mlp.gate_proj.weight", {128, 128}),
+      T("model.layers.0.mlp.up_proj.weight", {128, 128}),
+      T("model.layers.0.mlp.experts.0.down_proj.weight", DType::F32, {4, 16}),
+      T("model.layers.0.mlp.experts.1.down_proj.weight", DType::F32, {4, 16}),
+      T("model.layers.0.self_attn.o_proj.weight", DType::F8_E4M3, {16, 16}),
+      T("model.layers.0.self_attn.o_proj.weight_scale", DType::F32, {}),
+  };
+}
+
+struct QuantBothWays {
+  Session session;
+  CompileInputs inputs;
+  std::optional<Plan> forward, reverse;
+
+  QuantBothWays() {
+    REQUIRE(session.check(kQuantOps, "quant_ops.rules"));
+    inputs.config = kQuantConfig;
+    inputs.source = quantHfHeader();
+    forward = compilePlan(*session.rulebook, "quant_ops.rules", inputs, direction("hf", "mcore"), session.diags);
+    REQUIRE_MESSAGE(forward, session.render());
+    // The way back reads the stored parts the way out wrote.
+    reverse = session.compile(kQuantConfig, expandQuantized(forward->outputs), direction("mcore", "hf"), "quant_ops.rules");
+    REQUIRE_MESSAGE(reverse, session.render());
+  }
+};
+
+} // namespace
+
+TEST_CASE("golden plan: quantize and dequantize, hf -> mcore") {
+  QuantBothWays b;
+  CHECK_DIAGS(b.session.render(), "");
+  CHECK_FALSE(bool(verifyPlanTypes(*b.forward)));
+  checkGolden("quant_ops.hf-mcore.json", planToJson(*b.forward).dump(2) + "\n");
+}
+
+TEST_CASE("golden plan: quantize and dequantize, mcore -> hf") {
+  QuantBothWays b;
+  CHECK_FALSE(bool(verifyPlanTypes(*b.reverse)));
+  checkGolden("quant_ops.mcore-hf.json", planToJson(*b.reverse).dump(2) + "\n");
+}
+
+TEST_CASE("golden plan: the round trip of quantize and dequantize restores every type, and says it may round") {
+  QuantBothWays b;
+  RoundTrip trip = checkRoundTrip(*b.session.rulebook, "quant_ops.rules", *b.forward, b.inputs, direction("hf", "mcore"),
+                                  b.session.diags);
+  CHECK_DIAGS(b.session.render(), "");
+  REQUIRE(trip.reverse);
+  CHECK(lines(trip.mismatches) == "");
+  CHECK(trip.restored == 6);
+  CHECK(trip.total == 6);
+  CHECK(lines(trip.lossy) == "quant_ops.rules:7:3: quantize (hf -> mcore)\n"
+                             "quant_ops.rules:8:3: quantize (hf -> mcore)\n"
+                             "quant_ops.rules:10:3: stack (hf -> mcore)\n"
+                             "quant_ops.rules:12:3: dequantize (hf -> mcore)\n"
+                             "quant_ops.rules:7:3: dequantize (mcore -> hf)\n"
+                             "quant_ops.rules:8:3: dequantize (mcore -> hf)\n"
+                             "quant_ops.rules:10:3: unstack (mcore -> hf)\n"
+                             "quant_ops.rules:12:3: quantize (mcore -> hf)\n");
+  // Every output of the way out is stored in the format its rule states.
+  for (const TensorMeta &t : b.forward->outputs)
+    CHECK_MESSAGE(t.quant.quantized() == (t.name != "decoder.layers.0.self_attention.linear_proj.weight"), t.name);
+}

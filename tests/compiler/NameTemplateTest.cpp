@@ -125,3 +125,57 @@ TEST_CASE("NameTemplate: building, displaying, instantiating") {
   CHECK(tpl("a.{L").concrete());
   CHECK(tpl("a.{L").str() == "a.{L");
 }
+
+TEST_CASE("NameTemplate: an index computed from a capture is solved for it") {
+  // "mtp.layers.{M}" = "model.layers.{layers + M}" with layers = 4: matching layer 5 gives M = 1.
+  CHECK(match("model.layers.{M + 4}.w", "model.layers.5.w") == "M=1");
+  CHECK(match("model.layers.{M + 4}.w", "model.layers.4.w") == "M=0");
+  // M would be negative: no match.
+  CHECK(match("model.layers.{M + 4}.w", "model.layers.3.w") == "no match");
+  // {ep_rank * local + E} with ep_rank = 1, local = 4: the global index 6 is local expert 2.
+  CHECK(match("experts.{E + 4}", "experts.6") == "E=2");
+  CHECK(match("experts.{2 * E + 1}", "experts.7") == "E=3");
+  CHECK(match("experts.{2 * E + 1}", "experts.8") == "no match");
+  CHECK(match("experts.{2 * E}", "experts.0") == "E=0");
+  CHECK(match("experts.{-1 * E + 5}", "experts.2") == "E=3");
+  CHECK(match("experts.{-1 * E + 5}", "experts.6") == "no match");
+  CHECK(match("layers.{M - 2}.w", "layers.0.w") == "M=2");
+  // Leading zeros are no more a number here than anywhere.
+  CHECK(match("model.layers.{M + 4}.w", "model.layers.05.w") == "no match");
+  // A number past int64 is not a layer.
+  CHECK(match("layers.{M + 1}.w", "layers.99999999999999999999.w") == "no match");
+}
+
+TEST_CASE("NameTemplate: an index and its capture in one name agree") {
+  CHECK(match("a.{M}.b.{M + 1}", "a.3.b.4") == "M=3");
+  CHECK(match("a.{M}.b.{M + 1}", "a.3.b.5") == "no match");
+  CHECK(match("a.{M + 1}.b.{M}", "a.4.b.3") == "M=3");
+  llvm::StringMap<std::string> bound;
+  bound["M"] = "2";
+  CHECK(match("layers.{M + 10}.w", "layers.12.w", bound) == "M=2");
+  CHECK(match("layers.{M + 10}.w", "layers.2.w", bound) == "no match");
+}
+
+TEST_CASE("NameTemplate: instantiating and displaying an index") {
+  NameTemplate t;
+  t.appendLiteral("model.layers.");
+  t.appendIndex("M", 1, 4);
+  t.appendLiteral(".w");
+  CHECK(t.display() == "model.layers.{M + 4}.w");
+  llvm::StringMap<std::string> captures;
+  captures["M"] = "2";
+  CHECK(t.instantiate(captures).str() == "model.layers.6.w");
+  CHECK(t.negativeIndex(captures) == "");
+
+  NameTemplate back;
+  back.appendIndex("M", 1, -1);
+  captures["M"] = "0";
+  CHECK(back.display() == "{M - 1}");
+  CHECK(back.negativeIndex(captures) == "{M - 1} with M = 0");
+  CHECK_FALSE(back.instantiate(captures).concrete());
+  captures["M"] = "1";
+  CHECK(back.instantiate(captures).str() == "0");
+
+  for (const char *text : {"a.{M + 4}.b", "{2 * E + 1}", "{-3 * E - 2}", "x.{E - 7}", "{2 * E}"})
+    CHECK(tpl(text).display() == text);
+}

@@ -363,3 +363,152 @@ TEST_CASE("plan: an output produced by every iteration of a loop") {
 1 error generated.
 )d");
 }
+
+TEST_CASE("plan: concat of parts of different ranks") {
+  CHECK_DIAGS(plan(R"(  "w" = concat(0, "a", "b")
+)",
+                   {T("a", {2, 3}), T("b", {2})}),
+              R"d(test.rules:3:9: error: concat: parts have different ranks: BF16 [2, 3] and BF16 [2] (from 'a', 'b')
+    3 |   "w" = concat(0, "a", "b")
+      |         ^~~~~~~~~~~~~~~~~~~
+1 error generated.
+)d");
+}
+
+TEST_CASE("plan: the way back of an affine map with scale 0") {
+  CHECK_DIAGS(plan(R"(  "norm.weight" = affine("norm.weight", scale: 0, shift: 1)
+)",
+                   {T("norm.weight", {4})}, "mcore", "hf"),
+              R"d(test.rules:3:19: error: affine: scale 0 has no inverse
+    3 |   "norm.weight" = affine("norm.weight", scale: 0, shift: 1)
+      |                   ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+1 error generated.
+)d");
+}
+
+TEST_CASE("plan: quantize of a tensor that is not the stated dtype, or already quantized") {
+  CHECK_DIAGS(plan(R"(  "a" = quantize(nvfp4, "x")
+  "b" = quantize(fp8, "y", from: F32)
+)",
+                   {T("x", DType::F32, {4, 16}), T("y", DType::F32, {4, 16})}),
+              R"d(test.rules:3:9: error: quantize: 'x' is F32 but the rule states from: BF16
+    3 |   "a" = quantize(nvfp4, "x")
+      |         ^~~~~~~~~~~~~~~~~~~~
+1 error generated.
+)d");
+}
+
+TEST_CASE("plan: dequantize of a tensor that is not quantized so") {
+  CHECK_DIAGS(plan(R"(  "a" = dequantize("x", format: fp8)
+)",
+                   {T("x", {4, 16})}),
+              R"d(test.rules:3:9: error: dequantize: 'x' is BF16 [4, 16], not fp8
+    3 |   "a" = dequantize("x", format: fp8)
+      |         ^~~~~~~~~~~~~~~~~~~~~~~~~~~~
+1 error generated.
+)d");
+}
+
+TEST_CASE("plan: quantize of a shape the format cannot hold") {
+  CHECK_DIAGS(plan(R"(  "a" = quantize(nvfp4, "x")
+)",
+                   {T("x", {4, 10})}),
+              R"d(test.rules:3:9: error: quantize: nvfp4 needs the column count to be a multiple of 16, not 10 (from 'x')
+    3 |   "a" = quantize(nvfp4, "x")
+      |         ^~~~~~~~~~~~~~~~~~~~
+1 error generated.
+)d");
+}
+
+TEST_CASE("plan: a bound tensor the planned checkpoint does not have") {
+  // Binding and planning against different headers: the planner names the tensor.
+  Session s;
+  REQUIRE(s.check("rulebook demo { model_types \"demo\" }\nmapping mcore <-> hf {\n  \"a\" = \"b\"\n}\n"));
+  auto binding = s.bind(kConfig, {T("b", {2})}, direction("hf", "mcore"));
+  REQUIRE(binding);
+  std::vector<TensorMeta> other = {T("c", {2})};
+  PlanInputs inputs{other, {}, {}, false};
+  CHECK_FALSE(buildPlan(*binding, inputs, s.diags));
+  CHECK_DIAGS(s.render(), R"d(test.rules:3:9: error: tensor 'b' is not in the checkpoint
+    3 |   "a" = "b"
+      |         ^~~
+error: 1 tensor of the checkpoint is not covered by any rule (map or drop each one, with a reason)
+note: 'c'
+2 errors generated.
+)d");
+}
+
+TEST_CASE("plan: restoring a kept-aside tensor the stash does not hold") {
+  Session s;
+  REQUIRE(s.check(R"(rulebook demo { model_types "demo" }
+mapping mcore <-> hf {
+  "embedding.word_embeddings.weight" = "model.embed_tokens.weight"
+  drop hf "mtp.embed_tokens.weight" because "MCore's MTP shares the embedding" restore copy "model.embed_tokens.weight"
+}
+)"));
+  BindOptions o = direction("mcore", "hf");
+  o.stashed.insert("mtp.embed_tokens.weight"); // as a recorded run says, but the stash is empty
+  std::vector<TensorMeta> header = {T("embedding.word_embeddings.weight", {8, 4})};
+  auto binding = s.bind(kConfig, header, o);
+  REQUIRE(binding);
+  PlanInputs inputs{header, {}, {}, false};
+  CHECK_FALSE(buildPlan(*binding, inputs, s.diags));
+  CHECK_DIAGS(s.render(), R"d(test.rules:4:3: error: 'mtp.embed_tokens.weight' is not among the tensors kept aside
+    4 |   drop hf "mtp.embed_tokens.weight" because "MCore's MTP shares the embedding" restore copy "model.embed_tokens.weight"
+      |   ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+1 error generated.
+)d");
+}
+
+namespace {
+
+/// The round trip of `rules` from an HF header: what it finds wrong, one line each.
+std::string roundTripMismatches(const std::string &rules, const std::vector<TensorMeta> &header) {
+  Session s;
+  REQUIRE_MESSAGE(s.check(rules), s.render());
+  CompileInputs inputs;
+  inputs.config = kConfig;
+  inputs.source = header;
+  BindOptions options = direction("hf", "mcore");
+  auto forward = compilePlan(*s.rulebook, "test.rules", inputs, options, s.diags);
+  REQUIRE_MESSAGE(forward, s.render());
+  RoundTrip trip = checkRoundTrip(*s.rulebook, "test.rules", *forward, inputs, options, s.diags);
+  REQUIRE_MESSAGE(trip.reverse, s.render());
+  std::string out;
+  for (const std::string &m : trip.mismatches)
+    out += m + "\n";
+  return out;
+}
+
+// Rules that read the direction from the checkpoint, so that the way back differs.
+const char *kOneWayHeader = R"(rulebook demo { model_types "demo" }
+param back = len(shape("m.x") ?? []) > 0
+param rows = shape("h.a")[0] ?? 2
+mapping mcore <-> hf {
+)";
+
+} // namespace
+
+TEST_CASE("round trip: a tensor the way back does not restore") {
+  CHECK(roundTripMismatches(std::string(kOneWayHeader) + R"(  "m.x" = "h.x"
+  if back { drop mcore "m.y" because "only on the way back" } else { "m.y" = "h.y" }
+}
+)",
+                            {T("h.x", {2}), T("h.y", {2})}) == "'h.y' is not restored\n");
+}
+
+TEST_CASE("round trip: a tensor that comes back with another shape") {
+  CHECK(roundTripMismatches(std::string(kOneWayHeader) + R"(  "m.x" = concat(0, "h.a" : rows, "h.b")
+}
+)",
+                            {T("h.a", {4, 2}), T("h.b", {2, 2})}) ==
+        "'h.a' comes back as BF16 [2, 2], not BF16 [4, 2]\n'h.b' comes back as BF16 [4, 2], not BF16 [2, 2]\n");
+}
+
+TEST_CASE("round trip: a tensor that appears only on the way back") {
+  CHECK(roundTripMismatches(std::string(kOneWayHeader) + R"(  "m.x" = "h.x"
+  if back { drop hf "h.extra" because "only on the way back" restore fill(0, [2], BF16) }
+}
+)",
+                            {T("h.x", {2})}) == "'h.extra' appears on the way back but was not in the input\n");
+}

@@ -113,3 +113,170 @@ TEST_CASE("command line: --device, and dequantize in place") {
   CHECK(runCli("dequantize -q --device tpu " + q(fp8) + " " + q(tmp / "tpu"), log) == 1);
   CHECK(readFile(log) == "ckptmap: error: --device expects cpu, cuda or auto, got 'tpu'\n");
 }
+
+TEST_CASE("command line: every command answers --help with its usage and options") {
+  REQUIRE_MESSAGE(fs::exists(ckptmapBinary()), "build the ckptmap binary first");
+  TempDir tmp;
+  const std::string log = tmp / "log";
+  CHECK(runCli("--help", log) == 0);
+  std::string overview = readFile(log);
+  const std::vector<std::string> commands = {"inspect", "diff",     "check",   "compile", "run",
+                                             "quantize", "dequantize", "explain", "ops"};
+  for (const std::string &command : commands) {
+    INFO(command);
+    CHECK(overview.find("\n  " + command + " ") != std::string::npos);
+    CHECK(runCli(command + " --help", log) == 0);
+    std::string help = readFile(log);
+    CHECK(help.rfind("usage: ckptmap " + command + " ", 0) == 0);
+    CHECK(help.find("  -h, --help") != std::string::npos);
+  }
+  // The compiling commands list the rulebook options.
+  for (const char *command : {"check", "compile", "run", "explain"}) {
+    INFO(command);
+    CHECK(runCli(std::string(command) + " --help", log) == 0);
+    std::string help = readFile(log);
+    for (const char *option : {"--from CONV", "--to CONV", "-D, --define NAME=VALUE", "--variant CHOICE=NAME"})
+      CHECK(help.find(option) != std::string::npos);
+  }
+  CHECK(runCli("chekc --help", log) == 2);
+  CHECK(readFile(log) == "ckptmap: unknown command 'chekc'; did you mean 'check'?\nrun 'ckptmap --help' for the list of commands\n");
+}
+
+TEST_CASE("command line: compile -o writes a plan that run --plan executes") {
+  REQUIRE_MESSAGE(fs::exists(ckptmapBinary()), "build the ckptmap binary first");
+  TempDir tmp;
+  const std::string hub = hubDir("qwen3_5_moe");
+  const std::string log = tmp / "log";
+  CHECK(runCli("compile -q --from hf --to mcore " + q(hub) + " -o " + q(tmp / "plan.json"), log) == 0);
+  CHECK(readFile(log) == "");
+  json plan = readJson(tmp / "plan.json");
+  CHECK(plan["version"] == 1);
+  CHECK(plan["from"] == "hf");
+  CHECK(plan["to"] == "mcore");
+  CHECK(plan["family"] == "qwen3_5_moe");
+  CHECK_FALSE(fs::exists(tmp / "plan.json.tmp"));
+
+  // The plan gives what compiling anew gives, byte for byte, with a JSON summary.
+  CHECK(runCli("run --json --plan " + q(tmp / "plan.json") + " " + q(hub) + " " + q(tmp / "from-plan"), log) == 0);
+  json summary = readJson(log);
+  CHECK(summary["output"] == tmp / "from-plan");
+  CHECK(summary["outputs"]["tensors"] == plan["outputs"].size());
+  CHECK(summary["bytes_written"].get<uint64_t>() > 0);
+  CHECK(summary["from"] == "hf");
+  CHECK(runCli("run -q --from hf --to mcore " + q(hub) + " " + q(tmp / "direct"), log) == 0);
+  CHECK(runCli("diff " + q(tmp / "from-plan") + " " + q(tmp / "direct"), log) == 0);
+
+  // A plan is checked against the input it runs on.
+  CHECK(runCli("run -q --plan " + q(tmp / "plan.json") + " " + q(hubDir("deepseek_v3")) + " " + q(tmp / "wrong"), log) == 1);
+  CHECK(readFile(log).find("ckptmap: error: the plan reads '") == 0);
+  CHECK_FALSE(fs::exists(tmp / "wrong"));
+}
+
+TEST_CASE("command line: inspect --json") {
+  REQUIRE_MESSAGE(fs::exists(ckptmapBinary()), "build the ckptmap binary first");
+  TempDir tmp;
+  const std::string log = tmp / "log";
+  CHECK(runCli("inspect --json " + q(hubDir("qwen3_5_moe")), log) == 0);
+  json j = readJson(log);
+  CHECK(j["count"] == 162);
+  CHECK(j["tensors"].size() == 162);
+  bool found = false;
+  for (const json &t : j["tensors"])
+    if (t["name"] == "lm_head.weight") {
+      found = true;
+      CHECK(t["dtype"] == "BF16");
+      CHECK(t["shape"] == json::array({512, 64}));
+      CHECK(t["bytes"] == 512 * 64 * 2);
+    }
+  CHECK(found);
+}
+
+TEST_CASE("command line: explain shows both ways, whole rules and the tensors they make") {
+  REQUIRE_MESSAGE(fs::exists(ckptmapBinary()), "build the ckptmap binary first");
+  TempDir tmp;
+  const std::string hub = hubDir("qwen3_5_moe");
+  const std::string log = tmp / "log";
+  CHECK(runCli("explain --from hf --to mcore " + q(hub) + " model.language_model.layers.3.self_attn.q_proj.weight", log) == 0);
+  std::string out = readFile(log);
+  // The rule spans three lines; all of them are shown.
+  CHECK(out.find("    | \"self_attention.linear_qkv.weight\" =\n"
+                 "    |     qkv(\"{attn_hf}q_proj.weight\", \"{attn_hf}k_proj.weight\", \"{attn_hf}v_proj.weight\",\n"
+                 "    |         heads: heads, groups: groups, gate: attn_gate)\n") != std::string::npos);
+  CHECK(out.find("hf -> mcore: qkv\n") == 0);
+  CHECK(out.find("  -> decoder.layers.3.self_attention.linear_qkv.weight  BF16 [192, 64]\n") != std::string::npos);
+  // The way back splits the fused tensor into the three it came from.
+  size_t back = out.find("mcore -> hf: split_qkv\n");
+  REQUIRE(back != std::string::npos);
+  for (const char *result : {"  -> model.language_model.layers.3.self_attn.q_proj.weight  BF16 [128, 64]\n",
+                             "  -> model.language_model.layers.3.self_attn.k_proj.weight  BF16 [32, 64]\n",
+                             "  -> model.language_model.layers.3.self_attn.v_proj.weight  BF16 [32, 64]\n"})
+    CHECK(out.find(result, back) != std::string::npos);
+
+  // A dropped tensor: why, and how the way back restores it.
+  CHECK(runCli("explain --from hf --to mcore " + q(hub) + " model.visual.blocks.0.attn.qkv.weight", log) == 0);
+  CHECK(readFile(log) ==
+        "hf -> mcore: dropped: MCore holds the text model only; the vision tower comes from --hf-base\n"
+        "  rule " + rulebookFile("qwen3_5_moe") + ":107:3\n"
+        "    | drop hf \"model.visual.{*rest}\" because \"MCore holds the text model only; the vision tower comes from --hf-base\"\n"
+        "    |   restore from base\n"
+        "mcore -> hf: copy from --hf-base\n"
+        "  rule " + rulebookFile("qwen3_5_moe") + ":107:3\n"
+        "    | drop hf \"model.visual.{*rest}\" because \"MCore holds the text model only; the vision tower comes from --hf-base\"\n"
+        "    |   restore from base\n"
+        "    %0 = load 'model.visual.blocks.0.attn.qkv.weight' from --hf-base    : BF16 [96, 32]\n"
+        "    store 'model.visual.blocks.0.attn.qkv.weight' %0\n"
+        "  -> model.visual.blocks.0.attn.qkv.weight  BF16 [96, 32]\n");
+
+  // A name the checkpoint does not have.
+  CHECK(runCli("explain --from hf --to mcore " + q(hub) + " model.language_model.layers.3.self_attn.q_prj.weight", log) == 1);
+  CHECK(readFile(log) == "ckptmap: error: 'model.language_model.layers.3.self_attn.q_prj.weight' is not a tensor of " + hub +
+                             "; did you mean 'model.language_model.layers.3.self_attn.q_proj.weight'?\n");
+}
+
+TEST_CASE("command line: check --json reports failures as JSON too") {
+  REQUIRE_MESSAGE(fs::exists(ckptmapBinary()), "build the ckptmap binary first");
+  TempDir tmp;
+  const std::string hub = hubDir("qwen3_5_moe");
+  const std::string out = tmp / "out", err = tmp / "err";
+  auto check = [&](const std::string &args) {
+    std::string command = "'" + ckptmapBinary() + "' check --json " + args + " >'" + out + "' 2>'" + err + "'";
+    int status = std::system(command.c_str());
+    REQUIRE(WIFEXITED(status));
+    return WEXITSTATUS(status);
+  };
+  // A misspelt --variant is an error, not ignored.
+  CHECK(check("--from hf --to mcore --variant nroms=fused " + q(hub)) == 1);
+  json j = readJson(out);
+  CHECK(j["ok"] == false);
+  REQUIRE(j["diagnostics"].size() == 1);
+  CHECK(j["diagnostics"][0]["severity"] == "error");
+  CHECK(j["diagnostics"][0]["message"] == "--variant nroms=fused: rulebook 'qwen3_5_moe' has no choice 'nroms'");
+  CHECK(j["diagnostics"][0]["notes"][0]["message"] == "did you mean 'norms'?");
+  CHECK(readFile(err).find("error: --variant nroms=fused") != std::string::npos);
+  // An input that does not open.
+  CHECK(check("--from hf --to mcore " + q(tmp / "missing")) == 1);
+  j = readJson(out);
+  CHECK(j["ok"] == false);
+  CHECK(j["error"].get<std::string>().find(tmp / "missing") != std::string::npos);
+  // Success has the same shape, with the plan's summary.
+  CHECK(check("--from hf --to mcore " + q(hub)) == 0);
+  j = readJson(out);
+  CHECK(j["ok"] == true);
+  CHECK(j["diagnostics"].is_array());
+}
+
+TEST_CASE("command line: the rulebook of docs/authoring.md converts its toy family there and back") {
+  REQUIRE_MESSAGE(fs::exists(ckptmapBinary()), "build the ckptmap binary first");
+  TempDir tmp;
+  const std::string rules = q(sourceDir() + "/docs/examples/toy_llama.rules");
+  const std::string toy = hubDir("toy_llama");
+  const std::string log = tmp / "log";
+  CHECK(runCli("check " + rules + " --from hf --to mcore " + q(toy), log) == 0);
+  CHECK(readFile(log).find("  by rule: 'model.rotary_emb.inv_freq' comes back from --hf-base") != std::string::npos);
+  CHECK(runCli("run -q " + rules + " --from hf --to mcore " + q(toy) + " " + q(tmp / "mcore"), log) == 0);
+  // The MTP layer HF numbers 2 is MCore's MTP layer 0.
+  CHECK(runCli("inspect " + q(tmp / "mcore"), log) == 0);
+  CHECK(readFile(log).find("mtp.layers.0.eh_proj.weight ") != std::string::npos);
+  CHECK(runCli("run -q " + rules + " " + q(tmp / "mcore") + " " + q(tmp / "hf") + " --hf-base " + q(toy), log) == 0);
+  CHECK(runCli("diff " + q(toy) + " " + q(tmp / "hf"), log) == 0);
+}

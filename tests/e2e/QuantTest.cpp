@@ -378,4 +378,54 @@ TEST_CASE("joining quantized parts whose global scales differ: refused, or requa
   CHECK(tensorsOf(tmp / "requantized").at("ab.weight").shape == Shape{8, 16});
 }
 
+TEST_CASE("the quantize op of a rulebook stores what ckptmap quantize stores, and its inverse dequantizes") {
+  TempDir tmp;
+  const std::string toy = hubDir("toy_llama");
+  const std::string rules = tmp / "toy_q.rules";
+  writeFile(rules, R"(rulebook toy_q { model_types "toy_llama" }
+mapping mcore <-> hf {
+  for L in 0 .. 3 {
+    "decoder.layers.{L}.mlp.linear_fc2.weight" = quantize(nvfp4, "model.layers.{L}.mlp.down_proj.weight")
+  }
+  keep "{*name}"
+}
+)");
+  ConvertOptions o;
+  o.rulebook = rules;
+  o.bind.from = "hf";
+  o.bind.to = "mcore";
+  convertOk(toy, tmp / "mcore", o);
+  convertOk(toy, tmp / "reference", quantizeOptions(QuantKind::Nvfp4));
+  auto mcore = requireValue(openSafetensors(tmp / "mcore"));
+  auto reference = requireValue(openSafetensors(tmp / "reference"));
+  for (int L = 0; L < 3; ++L) {
+    std::string ours = "decoder.layers." + std::to_string(L) + ".mlp.linear_fc2.";
+    std::string theirs = "model.layers." + std::to_string(L) + ".mlp.down_proj.";
+    for (const char *part : {"weight", "weight_scale", "weight_scale_2"}) {
+      INFO(ours << part);
+      CHECK(bytesOf(*mcore, ours + part) == bytesOf(*reference, theirs + part));
+    }
+  }
+  // The way back dequantizes, as --dequantize does the reference.
+  o.bind.from = "mcore";
+  o.bind.to = "hf";
+  convertOk(tmp / "mcore", tmp / "back", o);
+  ConvertOptions dequantize;
+  dequantize.identity = true;
+  dequantize.bind.from = dequantize.bind.to = "hf";
+  dequantize.quant.dequantize = true;
+  convertOk(tmp / "reference", tmp / "reference-back", dequantize);
+  auto back = requireValue(openSafetensors(tmp / "back"));
+  auto referenceBack = requireValue(openSafetensors(tmp / "reference-back"));
+  for (int L = 0; L < 3; ++L) {
+    std::string name = "model.layers." + std::to_string(L) + ".mlp.down_proj.weight";
+    INFO(name);
+    CHECK(back->find(name)->meta.dtype == DType::BF16);
+    CHECK(bytesOf(*back, name) == bytesOf(*referenceBack, name));
+  }
+  // Everything else comes back as it was.
+  CHECK(bytesOf(*back, "model.layers.0.self_attn.q_proj.weight") ==
+        bytesOf(*requireValue(openSafetensors(toy)), "model.layers.0.self_attn.q_proj.weight"));
+}
+
 } // namespace ckptmap::e2e

@@ -97,6 +97,37 @@ TEST_CASE("header: unknown dtype") {
         f.path + ": tensor 'w': unknown dtype 'bf16'");
 }
 
+TEST_CASE("header: every dtype name of the format is read, with its element size") {
+  // The names and sizes as the safetensors format defines them, written out here rather
+  // than taken from the reader's own table.
+  const std::pair<const char *, size_t> dtypes[] = {
+      {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F8_E4M3", 1}, {"F8_E5M2", 1}, {"F8_E8M0", 1}, {"I64", 8},
+      {"I32", 4}, {"I16", 2}, {"I8", 1},  {"U64", 8},  {"U32", 4},     {"U16", 2},     {"U8", 1},      {"BOOL", 1}};
+  std::string header = "{";
+  size_t offset = 0;
+  for (auto [name, size] : dtypes) {
+    // Three elements each, so that a wrong element size shows as a wrong byte range.
+    header += std::string(offset ? ", " : "") + "\"t_" + name + "\": {\"dtype\": \"" + name +
+              "\", \"shape\": [3], \"data_offsets\": [" + std::to_string(offset) + ", " +
+              std::to_string(offset + 3 * size) + "]}";
+    offset += 3 * size;
+  }
+  header += "}";
+  TempDir dir;
+  std::string path = dir / "all.safetensors";
+  writeFile(path, safetensorsBytes(header, offset));
+  auto src = requireValue(SafetensorsSource::open(path));
+  REQUIRE(src->tensors().size() == 16);
+  for (auto [name, size] : dtypes) {
+    INFO(name);
+    const SourceTensor *t = src->find(std::string("t_") + name);
+    REQUIRE(t);
+    CHECK(dtypeName(t->meta.dtype) == name);
+    CHECK(t->meta.byteSize() == 3 * size);
+    CHECK(requireValue(src->read(*t)).size() == 3 * size);
+  }
+}
+
 TEST_CASE("header: negative and overflowing shapes") {
   BadFile f;
   CHECK(f.openHeader(R"({"w": {"dtype": "F32", "shape": [4, -1], "data_offsets": [0, 4]}})", 4) ==

@@ -100,8 +100,6 @@ std::optional<ParsedArgs> parseArgs(const CommandSpec &spec, const std::vector<s
 
 void printCommandHelp(const CommandSpec &spec, llvm::raw_ostream &os) {
   os << "usage: ckptmap " << spec.name << " " << spec.usage << "\n\n" << spec.description << "\n";
-  if (spec.options.empty())
-    return;
   os << "\noptions:\n";
   for (const OptionSpec &o : spec.options) {
     std::string left = "  ";

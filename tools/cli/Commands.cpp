@@ -146,40 +146,40 @@ struct Compiled {
   std::unique_ptr<TensorSource> base;
   ConvertOptions options;
   CompiledPlan compiled;
+  /// Why there is no plan when the diagnostics do not say it (an input that does not open).
+  std::string error;
+
+  bool ok() const { return compiled.plan.has_value(); }
 };
 
-/// Opens the input and compiles the plan; prints diagnostics. Null on failure (reported).
+/// Opens the input and compiles the plan, printing the diagnostics and any error to stderr.
+/// The result always comes back, so that --json can report a failure too.
 std::unique_ptr<Compiled> compileFromArgs(const ParsedArgs &args, const std::string &rulebook, const std::string &ckpt) {
   auto c = std::make_unique<Compiled>();
+  auto failed = [&](llvm::Error e) {
+    c->error = llvm::toString(std::move(e));
+    fail(c->error);
+    return std::move(c);
+  };
   auto input = openCheckpoint(ckpt, args.get("hf-config"));
-  if (!input) {
-    fail(input.takeError());
-    return nullptr;
-  }
+  if (!input)
+    return failed(input.takeError());
   c->input = std::move(*input);
   auto options = conversionOptions(args, &*c->input, rulebook);
-  if (!options) {
-    fail(options.takeError());
-    return nullptr;
-  }
+  if (!options)
+    return failed(options.takeError());
   c->options = std::move(*options);
   if (!c->options.hfBase.empty()) {
     auto b = openSafetensors(c->options.hfBase);
-    if (!b) {
-      fail(b.takeError());
-      return nullptr;
-    }
+    if (!b)
+      return failed(b.takeError());
     c->base = std::move(*b);
   }
   auto compiled = compileFor(*c->input, c->options, c->base.get(), c->sources, c->diags);
   c->diags.print(llvm::errs());
-  if (!compiled) {
-    fail(compiled.takeError());
-    return nullptr;
-  }
+  if (!compiled)
+    return failed(compiled.takeError());
   c->compiled = std::move(*compiled);
-  if (!c->compiled.plan)
-    return nullptr;
   return c;
 }
 
@@ -362,8 +362,16 @@ int runDiff(const ParsedArgs &args) {
 int runCheck(const ParsedArgs &args) {
   auto [rulebook, rest] = splitRulebook(args, 1);
   auto c = compileFromArgs(args, rulebook, rest[0]);
-  if (!c)
+  if (!c->ok()) {
+    if (args.has("json")) {
+      // What failed, for tools: the error and every diagnostic, as on stderr.
+      json j{{"ok", false}, {"diagnostics", c->diags.toJson()}};
+      if (!c->error.empty())
+        j["error"] = c->error;
+      llvm::outs() << j.dump(2) << "\n";
+    }
     return 1;
+  }
   const Plan &plan = *c->compiled.plan;
   DiagnosticEngine reverseDiags(c->sources);
   RoundTrip trip = checkRoundTrip(*c->compiled.rulebook, c->compiled.rulebookPath, plan, c->compiled.inputs,
@@ -377,6 +385,10 @@ int runCheck(const ParsedArgs &args) {
                        {"mismatches", trip.mismatches},
                        {"stated_gaps", trip.statedGaps},
                        {"lossy", trip.lossy}};
+    json diagnostics = c->diags.toJson();
+    for (json &d : reverseDiags.toJson())
+      diagnostics.push_back(std::move(d));
+    j["diagnostics"] = std::move(diagnostics);
     j["ok"] = ok;
     llvm::outs() << j.dump(2) << "\n";
     return ok ? 0 : 1;
@@ -409,7 +421,7 @@ int runCompile(const ParsedArgs &args) {
   if (!args.has("output"))
     return fail("compile needs -o PLAN.json");
   auto c = compileFromArgs(args, rulebook, rest[0]);
-  if (!c)
+  if (!c->ok())
     return 1;
   std::string out = args.get("output");
   std::error_code ec;
@@ -488,26 +500,34 @@ int runDequantize(const ParsedArgs &args) {
 
 namespace {
 
-/// The text of "path:line:col"'s line, for explain.
-std::string sourceLine(llvm::StringRef location) {
-  auto [rest, col] = location.rsplit(':');
-  auto [path, lineText] = rest.rsplit(':');
-  unsigned line = 0;
-  if (lineText.getAsInteger(10, line))
-    return "";
-  auto buffer = llvm::MemoryBuffer::getFile(path);
-  if (!buffer)
-    return "";
-  llvm::SmallVector<llvm::StringRef, 0> lines;
-  (*buffer)->getBuffer().split(lines, '\n');
-  return line >= 1 && line <= lines.size() ? lines[line - 1].trim().str() : "";
+/// The whole statement at `location` ("path:line:col"), as its lines stand in the rulebook
+/// (indented as they are, less the first line's indentation).
+std::vector<std::string> ruleText(llvm::StringRef location, const Compiled &c) {
+  SourceLoc loc = c.sources.parse(location);
+  if (!loc.valid())
+    return {};
+  const ast::Stmt *stmt = c.compiled.rulebook->ast().statementAt(loc);
+  uint32_t last = stmt ? stmt->lastLine() : loc.line;
+  std::vector<std::string> lines;
+  size_t indent = std::string::npos;
+  for (uint32_t line = loc.line; line <= last; ++line) {
+    llvm::StringRef text = c.sources.line(loc.file, line).rtrim();
+    if (indent == std::string::npos)
+      indent = text.size() - text.ltrim().size();
+    size_t own = text.size() - text.ltrim().size();
+    lines.push_back(text.drop_front(std::min(indent, own)).str());
+  }
+  return lines;
 }
 
-void printStep(const Step &step, llvm::raw_ostream &os) {
-  os << "  rule " << step.rule << "\n";
-  std::string text = sourceLine(step.rule);
-  if (!text.empty())
-    os << "    | " << text << "\n";
+void printRule(llvm::StringRef location, const Compiled &c, llvm::raw_ostream &os) {
+  os << "  rule " << location << "\n";
+  for (const std::string &line : ruleText(location, c))
+    os << "    | " << line << "\n";
+}
+
+void printStep(const Step &step, const Compiled &c, llvm::raw_ostream &os) {
+  printRule(step.rule, c, os);
   if (!step.variants.empty())
     os << "  variants: " << step.variants << "\n";
   for (const Instr &i : step.instrs) {
@@ -520,6 +540,8 @@ void printStep(const Step &step, llvm::raw_ostream &os) {
     os << "    " << (outs.empty() ? "" : outs + " = ") << instrOpName(i.op);
     if (!i.tensor.empty())
       os << " '" << i.tensor << "'";
+    if (i.op == InstrOp::Load && i.source != LoadSource::Input)
+      os << (i.source == LoadSource::Stash ? " from the tensors kept aside" : " from --hf-base");
     if (!ins.empty())
       os << " " << ins;
     switch (i.op) {
@@ -531,12 +553,17 @@ void printStep(const Step &step, llvm::raw_ostream &os) {
       break;
     case InstrOp::Transpose: os << " perm=" << formatShape(i.perm); break;
     case InstrOp::Affine: os << " scale=" << i.scale << " shift=" << i.shift; break;
+    case InstrOp::Fill: os << " value=" << i.value; break;
     default: break;
     }
     if (i.out.size() == 1)
       os << "    : " << formatType(step.values[i.out[0]]);
     os << "\n";
   }
+  // The tensors the step writes, with their types.
+  for (const Instr &i : step.instrs)
+    if (i.op == InstrOp::Store)
+      os << "  -> " << i.tensor << "  " << formatType(step.values[i.in[0]]) << "\n";
 }
 
 /// Steps of `plan` that read or write `tensor`.
@@ -551,11 +578,12 @@ std::vector<const Step *> stepsTouching(const Plan &plan, llvm::StringRef tensor
   return out;
 }
 
-std::vector<std::string> storesOf(const Step &step) {
-  std::vector<std::string> out;
-  for (const Instr &i : step.instrs)
-    if (i.op == InstrOp::Store)
-      out.push_back(i.tensor);
+/// Steps of `plan` that write `tensor`.
+std::vector<const Step *> stepsStoring(const Plan &plan, llvm::StringRef tensor) {
+  std::vector<const Step *> out;
+  for (const Step &s : plan.steps)
+    if (llvm::any_of(s.instrs, [&](const Instr &i) { return i.op == InstrOp::Store && i.tensor == tensor; }))
+      out.push_back(&s);
   return out;
 }
 
@@ -564,34 +592,29 @@ std::vector<std::string> storesOf(const Step &step) {
 int runExplain(const ParsedArgs &args) {
   auto [rulebook, rest] = splitRulebook(args, 2);
   auto c = compileFromArgs(args, rulebook, rest[0]);
-  if (!c)
+  if (!c->ok())
     return 1;
   const std::string &tensor = rest[1];
   const Plan &plan = *c->compiled.plan;
   llvm::raw_ostream &os = llvm::outs();
   auto forward = stepsTouching(plan, tensor);
-  for (const PlanDrop &d : plan.drops)
-    if (d.tensor == tensor)
-      os << tensor << " is dropped on " << plan.from << " -> " << plan.to << ": " << d.reason << " (" << d.rule << ")\n";
-  if (forward.empty() && llvm::none_of(plan.drops, [&](const PlanDrop &d) { return d.tensor == tensor; })) {
+  auto dropped = llvm::find_if(plan.drops, [&](const PlanDrop &d) { return d.tensor == tensor; });
+  if (forward.empty() && dropped == plan.drops.end()) {
     std::vector<std::string> names;
     for (const TensorMeta &t : c->compiled.inputs.source)
       names.push_back(t.name);
-    std::string guess = closestMatch(tensor, names);
+    std::string guess = NameSuggester(names).closest(tensor);
     return fail("'" + tensor + "' is not a tensor of " + rest[0] + (guess.empty() ? "" : "; did you mean '" + guess + "'?"));
   }
-  std::vector<std::string> produced;
+  if (dropped != plan.drops.end()) {
+    os << plan.from << " -> " << plan.to << ": dropped: " << dropped->reason << "\n";
+    printRule(dropped->rule, *c, os);
+  }
   for (const Step *s : forward) {
     os << plan.from << " -> " << plan.to << ": " << s->summary << "\n";
-    printStep(*s, os);
-    for (const std::string &out : storesOf(*s)) {
-      produced.push_back(out);
-      for (const TensorMeta &t : plan.outputs)
-        if (t.name == out)
-          os << "  -> " << out << "  " << dtypeName(t.dtype) << " " << formatShape(t.shape) << "\n";
-    }
+    printStep(*s, *c, os);
   }
-  // The way back, compiled from the forward plan's outputs.
+  // The way back, compiled from the forward plan's outputs: how this tensor comes back.
   DiagnosticEngine reverseDiags(c->sources);
   RoundTrip trip = checkRoundTrip(*c->compiled.rulebook, c->compiled.rulebookPath, plan, c->compiled.inputs,
                                   c->compiled.options, reverseDiags);
@@ -599,14 +622,21 @@ int runExplain(const ParsedArgs &args) {
     reverseDiags.print(llvm::errs());
     return 1;
   }
-  std::vector<const Step *> seen;
-  for (const std::string &out : produced)
-    for (const Step *s : stepsTouching(*trip.reverse, out))
-      if (!llvm::is_contained(seen, s)) {
-        seen.push_back(s);
-        os << plan.to << " -> " << plan.from << ": " << s->summary << "\n";
-        printStep(*s, os);
-      }
+  auto back = stepsStoring(*trip.reverse, tensor);
+  for (const Step *s : back) {
+    os << plan.to << " -> " << plan.from << ": " << s->summary << "\n";
+    printStep(*s, *c, os);
+  }
+  if (back.empty()) {
+    // Not produced on the way back: the rule that says so.
+    std::string why = "no rule restores it";
+    for (const PlanGap &g : trip.reverse->gaps) {
+      llvm::StringMap<std::string> captures;
+      if (NameTemplate::fromDisplay(g.pattern).match(tensor, captures))
+        why = g.reason + " (" + g.rule + ")";
+    }
+    os << plan.to << " -> " << plan.from << ": not restored: " << why << "\n";
+  }
   return 0;
 }
 

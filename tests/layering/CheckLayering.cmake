@@ -1,0 +1,32 @@
+# The one-way layer boundaries, checked on the sources' #include lines: a layer includes only
+# itself and the layers below it (tools -> runtime -> compiler, runtime -> kernels, and every
+# layer -> base). Run as `cmake -DROOT=<source dir> -P CheckLayering.cmake`; fails naming each
+# include that crosses a boundary.
+cmake_minimum_required(VERSION 3.22)
+set(layers base compiler kernels runtime tools)
+set(allowed_base base)
+set(allowed_compiler base compiler)
+set(allowed_kernels base kernels)
+set(allowed_runtime base compiler kernels runtime)
+set(allowed_tools base compiler kernels runtime tools)
+
+set(violations "")
+foreach(layer IN LISTS layers)
+  file(GLOB_RECURSE sources "${ROOT}/${layer}/*.h" "${ROOT}/${layer}/*.cpp" "${ROOT}/${layer}/*.cu" "${ROOT}/${layer}/*.cuh")
+  foreach(source IN LISTS sources)
+    file(STRINGS "${source}" includes REGEX "^[ \t]*#[ \t]*include[ \t]+\"[a-z_]+/")
+    foreach(line IN LISTS includes)
+      string(REGEX REPLACE "^[ \t]*#[ \t]*include[ \t]+\"([a-z_]+)/.*" "\\1" target "${line}")
+      if(target IN_LIST layers AND NOT target IN_LIST allowed_${layer})
+        file(RELATIVE_PATH where "${ROOT}" "${source}")
+        string(REGEX REPLACE "^[ \t]*#[ \t]*include[ \t]+" "" included "${line}")
+        list(JOIN allowed_${layer} ", " allowed)
+        list(APPEND violations "${where} includes ${included}: ${layer} may include ${allowed}")
+      endif()
+    endforeach()
+  endforeach()
+endforeach()
+if(violations)
+  list(JOIN violations "\n" text)
+  message(FATAL_ERROR "layer boundaries crossed:\n${text}")
+endif()
