@@ -4,7 +4,11 @@
 
 #include "kernels/Cuda.h"
 
+#include <csignal>
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 using namespace ckptmap;
 using namespace ckptmap::e2e;
@@ -46,9 +50,12 @@ TEST_CASE("command line: run, check and diff exit codes") {
   CHECK(runCli("diff " + q(hub) + " " + q(tmp / "hf"), log) == 0);
   CHECK(runCli("check " + q(tmp / "mcore") + " --hf-base " + q(hub), log) == 0);
 
-  // diff exits 1 when the checkpoints differ.
+  // diff exits 1 when the checkpoints differ, 2 when it cannot compare them.
   CHECK(runCli("diff " + q(hub) + " " + q(tmp / "mcore"), log) == 1);
   CHECK(runCli("diff --headers-only " + q(inmemFile(family)) + " " + q(hub), log) == 1);
+  CHECK(runCli("diff " + q(hub) + " " + q(tmp / "absent"), log) == 2);
+  CHECK(readFile(log).find("ckptmap: error: " + tmp / "absent" + ": cannot open") == 0);
+  CHECK(runCli("diff " + q(hub), log) == 2);
 
   // run refuses an existing output, and fails without --from/--to on a plain HF checkpoint.
   CHECK(runCli("run -q --from hf --to mcore " + q(hub) + " " + q(tmp / "mcore"), log) == 1);
@@ -279,4 +286,37 @@ TEST_CASE("command line: the rulebook of docs/authoring.md converts its toy fami
   CHECK(readFile(log).find("mtp.layers.0.eh_proj.weight ") != std::string::npos);
   CHECK(runCli("run -q " + rules + " " + q(tmp / "mcore") + " " + q(tmp / "hf") + " --hf-base " + q(toy), log) == 0);
   CHECK(runCli("diff " + q(toy) + " " + q(tmp / "hf"), log) == 0);
+TEST_CASE("command line: a reader that stops early is no error") {
+  REQUIRE_MESSAGE(fs::exists(ckptmapBinary()), "build the ckptmap binary first");
+  TempDir tmp;
+  // stdout is a pipe whose reader is gone before the first write, as `| head` leaves it once
+  // it has read enough; SIGPIPE has its default action, as in a shell.
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  ::close(fds[0]);
+  const std::string err = tmp / "stderr";
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+  std::string binary = ckptmapBinary(), command = "inspect", ckpt = hubDir("deepseek_v3");
+  char *argv[] = {binary.data(), command.data(), ckpt.data(), nullptr};
+  pid_t pid = 0;
+  REQUIRE(posix_spawn(&pid, binary.c_str(), &actions, &attr, argv, environ) == 0);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  ::close(fds[1]);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK_FALSE(WIFSIGNALED(status));
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(readFile(err) == "");
 }

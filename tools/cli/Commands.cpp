@@ -341,17 +341,19 @@ int runInspect(const ParsedArgs &args) {
 }
 
 int runDiff(const ParsedArgs &args) {
+  // 1 answers the question ("they differ"); a failure to answer it is 2, as cmp and diff do.
+  constexpr int kCannotCompare = 2;
   auto a = openSafetensors(args.positionals()[0]);
   if (!a)
-    return fail(a.takeError());
+    return fail(a.takeError()), kCannotCompare;
   auto b = openSafetensors(args.positionals()[1]);
   if (!b)
-    return fail(b.takeError());
+    return fail(b.takeError()), kCannotCompare;
   DiffOptions options;
   options.compareBytes = !args.has("headers-only");
   auto diff = diffCheckpoints(**a, **b, options);
   if (!diff)
-    return fail(diff.takeError());
+    return fail(diff.takeError()), kCannotCompare;
   if (args.has("json"))
     llvm::outs() << diffToJson(*diff).dump(2) << "\n";
   else
@@ -659,7 +661,8 @@ const std::vector<CommandSpec> &commandSpecs() {
        1, 1},
       {"diff", "A B [--json] [--headers-only]", "compare two checkpoints tensor by tensor",
        "Reports tensors only in A, only in B, and those whose dtype, shape or bytes differ.\n"
-       "Exits 0 when the checkpoints hold the same tensors, 1 when they differ.",
+       "Exits 0 when the checkpoints hold the same tensors, 1 when they differ, 2 when either\n"
+       "cannot be read (or the arguments are wrong).",
        {{"json", 0, "", "print JSON"}, {"headers-only", 0, "", "compare names, dtypes and shapes, not bytes"}},
        2, 2},
       {"check", "[RULEBOOK] --from X --to Y CKPT", "verify a rulebook against a checkpoint, both ways",

@@ -7,6 +7,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
+#include <csignal>
 #include <functional>
 
 using namespace ckptmap;
@@ -26,7 +27,23 @@ static void printUsage(llvm::raw_ostream &os) {
   os << "\nRun 'ckptmap COMMAND --help' for a command's options.\n";
 }
 
+/// A reader that stops early (`ckptmap inspect CKPT | head`) has seen what it wanted: the
+/// command keeps its exit status and says nothing. Other write errors are reported.
+static int finishOutput(int status) {
+  llvm::outs().flush();
+  std::error_code error = llvm::outs().error();
+  if (!error)
+    return status;
+  llvm::outs().clear_error(); // else its destructor aborts the process
+  if (error == std::errc::broken_pipe)
+    return status;
+  llvm::errs() << "ckptmap: error: cannot write the output: " << error.message() << "\n";
+  return status ? status : 1;
+}
+
 int main(int argc, char **argv) {
+  // A closed pipe shows as a write error (see finishOutput) rather than killing the process.
+  std::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     printUsage(llvm::outs());
@@ -52,7 +69,7 @@ int main(int argc, char **argv) {
     }
     for (const auto &[name, handler] : handlers)
       if (spec.name == name)
-        return handler(*parsed);
+        return finishOutput(handler(*parsed));
   }
   std::vector<std::string> names;
   for (const CommandSpec &spec : commandSpecs())
