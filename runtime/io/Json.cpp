@@ -110,12 +110,15 @@ std::string formatJsonPath(const std::vector<std::string> &path) {
   return out;
 }
 
-llvm::Expected<nlohmann::json> readJsonFile(llvm::StringRef path) {
+llvm::Expected<std::string> readTextFile(llvm::StringRef path) {
   std::string p = path.str();
   int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return systemError(path, "read", errno);
   std::string text;
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && st.st_size > 0)
+    text.reserve(size_t(st.st_size));
   char buf[1 << 16];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);
@@ -131,7 +134,17 @@ llvm::Expected<nlohmann::json> readJsonFile(llvm::StringRef path) {
     text.append(buf, size_t(n));
   }
   ::close(fd);
+  return text;
+}
 
+llvm::Expected<nlohmann::json> readJsonFile(llvm::StringRef path) {
+  llvm::Expected<std::string> text = readTextFile(path);
+  if (!text)
+    return text.takeError();
+  return parseJsonFileText(path, *text);
+}
+
+llvm::Expected<nlohmann::json> parseJsonFileText(llvm::StringRef path, llvm::StringRef text) {
   nlohmann::json value;
   if (auto failure = parseJsonStrict(text, value)) {
     if (auto *syntax = std::get_if<JsonSyntaxError>(&*failure))
@@ -141,6 +154,88 @@ llvm::Expected<nlohmann::json> readJsonFile(llvm::StringRef path) {
     return ioError(path + ": duplicate key '" + dup.key + "' in " + formatJsonPath(dup.path));
   }
   return value;
+}
+
+} // namespace ckptmap
+
+namespace ckptmap {
+
+void PlainJsonScanner::skipSpace() {
+  while (p_ != end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t'))
+    ++p_;
+}
+
+bool PlainJsonScanner::punct(char c) {
+  skipSpace();
+  if (p_ == end_ || *p_ != c)
+    return false;
+  ++p_;
+  return true;
+}
+
+bool PlainJsonScanner::atEnd() {
+  skipSpace();
+  return p_ == end_;
+}
+
+bool PlainJsonScanner::string(llvm::StringRef &out) {
+  if (!punct('"'))
+    return false;
+  const char *begin = p_;
+  for (; p_ != end_ && *p_ != '"'; ++p_) {
+    unsigned char c = static_cast<unsigned char>(*p_);
+    if (c < 0x20 || c >= 0x7f || c == '\\')
+      return false;
+  }
+  if (p_ == end_)
+    return false;
+  out = llvm::StringRef(begin, size_t(p_ - begin));
+  ++p_;
+  return true;
+}
+
+bool PlainJsonScanner::integer(uint64_t &out) {
+  skipSpace();
+  const char *begin = p_;
+  out = 0;
+  for (; p_ != end_ && *p_ >= '0' && *p_ <= '9'; ++p_)
+    out = out * 10 + uint64_t(*p_ - '0');
+  size_t digits = size_t(p_ - begin);
+  if (digits == 0 || digits > 19 || (digits > 1 && *begin == '0'))
+    return false;
+  return p_ == end_ || (*p_ != '.' && *p_ != 'e' && *p_ != 'E');
+}
+
+bool PlainJsonScanner::literal(llvm::StringRef word) {
+  if (size_t(end_ - p_) < word.size() || llvm::StringRef(p_, word.size()) != word)
+    return false;
+  p_ += word.size();
+  return true;
+}
+
+bool PlainJsonScanner::skipValue() {
+  skipSpace();
+  if (p_ == end_)
+    return false;
+  switch (*p_) {
+  case '"': {
+    llvm::StringRef s;
+    return string(s);
+  }
+  case '{': {
+    llvm::StringSet<> keys;
+    return object([&](llvm::StringRef key) { return keys.insert(key).second && skipValue(); });
+  }
+  case '[':
+    return array([&] { return skipValue(); });
+  case 't': return literal("true");
+  case 'f': return literal("false");
+  case 'n': return literal("null");
+  default: {
+    uint64_t v;
+    return integer(v);
+  }
+  }
 }
 
 } // namespace ckptmap

@@ -4,6 +4,8 @@
 #include "runtime/io/SafetensorsHeader.h"
 #include "runtime/io/ShardIndex.h"
 
+#include "kernels/Parallel.h"
+
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/Path.h"
 
@@ -11,6 +13,7 @@
 #include <cerrno>
 #include <dirent.h>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 
 namespace ckptmap {
@@ -110,24 +113,55 @@ llvm::Expected<std::unique_ptr<SafetensorsSource>> SafetensorsSource::open(llvm:
   };
   std::vector<Found> found;
   llvm::StringMap<uint32_t> owner; // tensor name -> shard that holds it
-  for (const std::string &name : discovered->shardNames) {
+  const std::vector<std::string> &names = discovered->shardNames;
+  std::vector<std::string> paths;
+  for (const std::string &name : names)
     // A single file keeps the path as given, so messages repeat what the user typed.
-    std::string shardPath = discovered->isDirectory ? joinPath(path, name) : path.str();
-    if (index && ::access(shardPath.c_str(), F_OK) != 0 && errno == ENOENT) {
+    paths.push_back(discovered->isDirectory ? joinPath(path, name) : path.str());
+  // Shards are mapped and their headers parsed in parallel, then taken in shard order, so
+  // the error reported is the first in that order whatever the timing. (I/O errors are
+  // plain messages, so carrying their text across loses nothing.)
+  struct Opened {
+    bool missing = false; ///< listed by the index but absent
+    std::shared_ptr<const MappedFile> file;
+    SafetensorsHeader header;
+    std::string error;
+  };
+  std::vector<Opened> opened(names.size());
+  parallelFor(names.size(), 1, std::thread::hardware_concurrency(), [&](size_t, size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      Opened &o = opened[i];
+      if (index && ::access(paths[i].c_str(), F_OK) != 0 && errno == ENOENT) {
+        o.missing = true;
+        continue;
+      }
+      llvm::Expected<std::shared_ptr<const MappedFile>> file = MappedFile::open(paths[i]);
+      if (!file) {
+        o.error = llvm::toString(file.takeError());
+        continue;
+      }
+      o.file = std::move(*file);
+      llvm::Expected<SafetensorsHeader> header = parseSafetensorsHeader(o.file->bytes(), paths[i]);
+      if (!header)
+        o.error = llvm::toString(header.takeError());
+      else
+        o.header = std::move(*header);
+    }
+  });
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string &name = names[i];
+    const std::string &shardPath = paths[i];
+    Opened &o = opened[i];
+    if (o.missing) {
       auto mapped = std::find_if(index->weightMap.begin(), index->weightMap.end(),
                                  [&](const auto &kv) { return kv.second == name; });
       return ioError(src->indexPath_ + ": shard '" + name + "' does not exist (tensor '" +
                      mapped->first + "' is mapped to it)");
     }
-    llvm::Expected<std::shared_ptr<const MappedFile>> file = MappedFile::open(shardPath);
-    if (!file)
-      return file.takeError();
-    llvm::Expected<SafetensorsHeader> header = parseSafetensorsHeader((*file)->bytes(), shardPath);
-    if (!header)
-      return header.takeError();
-
+    if (!o.error.empty())
+      return ioError(o.error);
     uint32_t shardIndex = uint32_t(src->shards_.size());
-    for (HeaderTensor &t : header->tensors) {
+    for (HeaderTensor &t : o.header.tensors) {
       auto [it, inserted] = owner.try_emplace(t.meta.name, shardIndex);
       if (!inserted)
         return ioError(shardPath + ": tensor '" + t.meta.name + "' is also in " +
@@ -144,7 +178,7 @@ llvm::Expected<std::unique_ptr<SafetensorsSource>> SafetensorsSource::open(llvm:
       found.push_back({std::move(t), shardIndex});
     }
     src->shards_.push_back(
-        {name, shardPath, std::move(*file), header->dataStart, std::move(header->metadata)});
+        {name, shardPath, std::move(o.file), o.header.dataStart, std::move(o.header.metadata)});
   }
   if (index)
     for (const auto &[tensor, shard] : index->weightMap)

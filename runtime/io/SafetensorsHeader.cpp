@@ -20,6 +20,47 @@ std::string formatRange(uint64_t begin, uint64_t end) {
   return "[" + std::to_string(begin) + ", " + std::to_string(end) + "]";
 }
 
+// The checks of an entry once its fields are read, shared by both parsers.
+
+/// The bytes `meta`'s shape and dtype need.
+llvm::Expected<uint64_t> checkShape(llvm::StringRef label, const TensorMeta &meta) {
+  for (int64_t d : meta.shape)
+    if (d < 0)
+      return tensorError(label, meta.name, "shape " + formatShape(meta.shape) +
+                                               " has a negative dimension");
+  uint64_t needed = dtypeSize(meta.dtype);
+  for (int64_t d : meta.shape)
+    if (__builtin_mul_overflow(needed, uint64_t(d), &needed))
+      return tensorError(label, meta.name, "shape " + formatShape(meta.shape) + " of " +
+                                               std::string(dtypeName(meta.dtype)) +
+                                               " needs more than 2^64 bytes");
+  // numel() is int64_t: keep byteSize() meaningful for every accepted tensor.
+  if (needed / dtypeSize(meta.dtype) > uint64_t(INT64_MAX))
+    return tensorError(label, meta.name, "shape " + formatShape(meta.shape) +
+                                             " has more than 2^63-1 elements");
+  return needed;
+}
+
+/// The byte range against the `needed` bytes and the data section's `dataSize`.
+llvm::Error checkRange(llvm::StringRef label, const HeaderTensor &t, uint64_t needed,
+                       uint64_t dataSize) {
+  const std::string &name = t.meta.name;
+  if (t.begin > t.end)
+    return tensorError(label, name, "data_offsets " + formatRange(t.begin, t.end) +
+                                        " begin after they end");
+  if (t.end - t.begin != needed)
+    return tensorError(label, name,
+                       "shape " + formatShape(t.meta.shape) + " of " +
+                           std::string(dtypeName(t.meta.dtype)) + " needs " +
+                           std::to_string(needed) + " bytes but data_offsets span " +
+                           std::to_string(t.end - t.begin));
+  if (t.end > dataSize)
+    return tensorError(label, name, "data_offsets " + formatRange(t.begin, t.end) +
+                                        " run past the end of the data section (" +
+                                        std::to_string(dataSize) + " bytes)");
+  return llvm::Error::success();
+}
+
 /// One header entry into a HeaderTensor; `dataSize` bounds the offsets.
 llvm::Expected<HeaderTensor> parseEntry(llvm::StringRef label, const std::string &name,
                                         const json &entry, uint64_t dataSize) {
@@ -55,20 +96,9 @@ llvm::Expected<HeaderTensor> parseEntry(llvm::StringRef label, const std::string
       return tensorError(label, name, "'shape' is not an array of integers");
     }
   }
-  for (int64_t d : t.meta.shape)
-    if (d < 0)
-      return tensorError(label, name, "shape " + formatShape(t.meta.shape) +
-                                          " has a negative dimension");
-  uint64_t needed = dtypeSize(t.meta.dtype);
-  for (int64_t d : t.meta.shape)
-    if (__builtin_mul_overflow(needed, uint64_t(d), &needed))
-      return tensorError(label, name, "shape " + formatShape(t.meta.shape) + " of " +
-                                          std::string(dtypeName(t.meta.dtype)) +
-                                          " needs more than 2^64 bytes");
-  // numel() is int64_t: keep byteSize() meaningful for every accepted tensor.
-  if (needed / dtypeSize(t.meta.dtype) > uint64_t(INT64_MAX))
-    return tensorError(label, name, "shape " + formatShape(t.meta.shape) +
-                                        " has more than 2^63-1 elements");
+  llvm::Expected<uint64_t> needed = checkShape(label, t.meta);
+  if (!needed)
+    return needed.takeError();
 
   const json &offsets = entry["data_offsets"];
   if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
@@ -77,19 +107,8 @@ llvm::Expected<HeaderTensor> parseEntry(llvm::StringRef label, const std::string
                        "'data_offsets' is not an array of two non-negative integers");
   t.begin = offsets[0].get<uint64_t>();
   t.end = offsets[1].get<uint64_t>();
-  if (t.begin > t.end)
-    return tensorError(label, name, "data_offsets " + formatRange(t.begin, t.end) +
-                                        " begin after they end");
-  if (t.end - t.begin != needed)
-    return tensorError(label, name,
-                       "shape " + formatShape(t.meta.shape) + " of " +
-                           std::string(dtypeName(t.meta.dtype)) + " needs " +
-                           std::to_string(needed) + " bytes but data_offsets span " +
-                           std::to_string(t.end - t.begin));
-  if (t.end > dataSize)
-    return tensorError(label, name, "data_offsets " + formatRange(t.begin, t.end) +
-                                        " run past the end of the data section (" +
-                                        std::to_string(dataSize) + " bytes)");
+  if (llvm::Error e = checkRange(label, t, *needed, dataSize))
+    return e;
   return t;
 }
 
@@ -127,10 +146,86 @@ llvm::Error checkOverlaps(llvm::StringRef label, const std::vector<HeaderTensor>
   return llvm::Error::success();
 }
 
-} // namespace
+/// A header of the form every writer emits (see scanPlainSafetensorsHeader), read without a
+/// JSON tree: a header of 90,000 tensors takes milliseconds instead of a good part of a second.
+std::optional<SafetensorsHeader> scanPlainHeader(llvm::StringRef text, uint64_t dataSize) {
+  PlainJsonScanner in(text);
+  SafetensorsHeader header;
+  bool sawMetadata = false;
+  auto entry = [&](HeaderTensor &t) {
+    bool dtype = false, shape = false, offsets = false;
+    size_t n = 0;
+    uint64_t range[2] = {0, 0};
+    auto dimension = [&] {
+      uint64_t d;
+      if (!in.integer(d) || d > uint64_t(INT64_MAX))
+        return false;
+      t.meta.shape.push_back(int64_t(d));
+      return true;
+    };
+    auto offset = [&] { return n < 2 && in.integer(range[n++]); };
+    bool read = in.object([&](llvm::StringRef key) {
+      if (key == "dtype" && !dtype) {
+        llvm::StringRef name;
+        std::optional<DType> parsed;
+        if (!in.string(name) || !(parsed = parseDType(name)))
+          return false;
+        t.meta.dtype = *parsed;
+        return dtype = true;
+      }
+      if (key == "shape" && !shape)
+        return shape = in.array(dimension);
+      if (key == "data_offsets" && !offsets)
+        return offsets = in.array(offset) && n == 2;
+      return false; // another key, or one repeated
+    });
+    t.begin = range[0];
+    t.end = range[1];
+    return read && dtype && shape && offsets;
+  };
+  bool plain = in.object([&](llvm::StringRef key) {
+    if (key != "__metadata__") {
+      HeaderTensor &t = header.tensors.emplace_back();
+      t.meta.name = key.str();
+      return entry(t);
+    }
+    if (sawMetadata)
+      return false;
+    sawMetadata = true;
+    return in.object([&](llvm::StringRef name) {
+      llvm::StringRef value;
+      return in.string(value) && header.metadata.emplace(name.str(), value.str()).second;
+    });
+  }) && in.atEnd();
+  if (!plain)
+    return std::nullopt;
 
-llvm::Expected<SafetensorsHeader> parseSafetensorsHeader(llvm::ArrayRef<uint8_t> file,
-                                                         llvm::StringRef label) {
+  // Valid as well as plain: the general parser's checks, in its order (by name).
+  std::vector<HeaderTensor> &tensors = header.tensors;
+  auto byName = [](const HeaderTensor &a, const HeaderTensor &b) { return a.meta.name < b.meta.name; };
+  if (!std::is_sorted(tensors.begin(), tensors.end(), byName))
+    std::sort(tensors.begin(), tensors.end(), byName);
+  for (size_t i = 1; i < tensors.size(); ++i)
+    if (tensors[i - 1].meta.name == tensors[i].meta.name)
+      return std::nullopt;
+  auto declined = [](llvm::Error e) {
+    llvm::consumeError(std::move(e));
+    return std::nullopt;
+  };
+  for (const HeaderTensor &t : tensors) {
+    llvm::Expected<uint64_t> needed = checkShape("", t.meta);
+    if (!needed)
+      return declined(needed.takeError());
+    if (llvm::Error e = checkRange("", t, *needed, dataSize))
+      return declined(std::move(e));
+  }
+  if (llvm::Error e = checkOverlaps("", tensors))
+    return declined(std::move(e));
+  return header;
+}
+
+/// The JSON text of a safetensors file's header, after checking its length prefix.
+llvm::Expected<llvm::StringRef> headerText(llvm::ArrayRef<uint8_t> file, llvm::StringRef label) {
   if (file.size() < 8)
     return ioError(label + ": file is " + llvm::Twine(file.size()) +
                    " bytes, too short for the 8-byte header length");
@@ -144,14 +239,35 @@ llvm::Expected<SafetensorsHeader> parseSafetensorsHeader(llvm::ArrayRef<uint8_t>
     return ioError(label + ": header length " + llvm::Twine(headerSize) +
                    " runs past the end of the file (" + llvm::Twine(file.size() - 8) +
                    " bytes follow the length)");
+  return llvm::StringRef(reinterpret_cast<const char *>(file.data() + 8), headerSize);
+}
 
+} // namespace
+
+std::optional<SafetensorsHeader> scanPlainSafetensorsHeader(llvm::ArrayRef<uint8_t> file) {
+  llvm::Expected<llvm::StringRef> text = headerText(file, "");
+  if (!text) {
+    llvm::consumeError(text.takeError());
+    return std::nullopt;
+  }
+  uint64_t dataStart = 8 + text->size();
+  std::optional<SafetensorsHeader> header = scanPlainHeader(*text, file.size() - dataStart);
+  if (header)
+    header->dataStart = dataStart;
+  return header;
+}
+
+llvm::Expected<SafetensorsHeader> parseSafetensorsHeaderJson(llvm::ArrayRef<uint8_t> file,
+                                                             llvm::StringRef label) {
+  llvm::Expected<llvm::StringRef> text = headerText(file, label);
+  if (!text)
+    return text.takeError();
   SafetensorsHeader header;
-  header.dataStart = 8 + headerSize;
+  header.dataStart = 8 + text->size();
   uint64_t dataSize = file.size() - header.dataStart;
-  llvm::StringRef text(reinterpret_cast<const char *>(file.data() + 8), headerSize);
 
   json root;
-  if (auto failure = parseJsonStrict(text, root)) {
+  if (auto failure = parseJsonStrict(*text, root)) {
     if (auto *syntax = std::get_if<JsonSyntaxError>(&*failure))
       return ioError(label + ": header is not valid JSON at byte " + llvm::Twine(syntax->byte) +
                      ": " + syntax->detail);
@@ -179,6 +295,13 @@ llvm::Expected<SafetensorsHeader> parseSafetensorsHeader(llvm::ArrayRef<uint8_t>
   if (llvm::Error e = checkOverlaps(label, header.tensors))
     return e;
   return header;
+}
+
+llvm::Expected<SafetensorsHeader> parseSafetensorsHeader(llvm::ArrayRef<uint8_t> file,
+                                                         llvm::StringRef label) {
+  if (std::optional<SafetensorsHeader> header = scanPlainSafetensorsHeader(file))
+    return std::move(*header);
+  return parseSafetensorsHeaderJson(file, label);
 }
 
 } // namespace ckptmap

@@ -3,7 +3,10 @@
 #include "runtime/io/IoError.h"
 #include "runtime/io/Json.h"
 
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/Path.h"
+
+#include <optional>
 
 namespace ckptmap {
 namespace {
@@ -21,8 +24,44 @@ bool staysInside(llvm::StringRef shard) {
 
 } // namespace
 
+std::optional<ShardIndex> scanPlainShardIndex(llvm::StringRef path, llvm::StringRef text) {
+  PlainJsonScanner in(text);
+  std::map<std::string, std::string> weightMap;
+  bool sawWeightMap = false;
+  llvm::StringSet<> keys;
+  llvm::StringRef inside; // the last shard name found to stay inside: most repeat it
+  bool plain = in.object([&](llvm::StringRef key) {
+    if (!keys.insert(key).second)
+      return false;
+    if (key != "weight_map")
+      return in.skipValue();
+    sawWeightMap = true;
+    return in.object([&](llvm::StringRef tensor) {
+      llvm::StringRef shard;
+      if (!in.string(shard) || (shard != inside && !staysInside(shard)))
+        return false;
+      inside = shard;
+      size_t before = weightMap.size();
+      weightMap.emplace_hint(weightMap.end(), tensor.str(), shard.str()); // writers sort the keys
+      return weightMap.size() > before;
+    });
+  }) && in.atEnd();
+  if (!plain || !sawWeightMap)
+    return std::nullopt;
+  return ShardIndex{path.str(), std::move(weightMap)};
+}
+
 llvm::Expected<ShardIndex> readShardIndex(llvm::StringRef path) {
-  llvm::Expected<nlohmann::json> root = readJsonFile(path);
+  llvm::Expected<std::string> text = readTextFile(path);
+  if (!text)
+    return text.takeError();
+  if (std::optional<ShardIndex> index = scanPlainShardIndex(path, *text))
+    return std::move(*index);
+  return parseShardIndexJson(path, *text);
+}
+
+llvm::Expected<ShardIndex> parseShardIndexJson(llvm::StringRef path, llvm::StringRef text) {
+  llvm::Expected<nlohmann::json> root = parseJsonFileText(path, text);
   if (!root)
     return root.takeError(); // a tensor listed twice shows as "duplicate key ... in /weight_map"
   if (!root->is_object())

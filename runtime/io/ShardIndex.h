@@ -5,6 +5,7 @@
 #include "llvm/Support/Error.h"
 
 #include <map>
+#include <optional>
 #include <string>
 
 namespace ckptmap {
@@ -17,5 +18,14 @@ struct ShardIndex {
 /// Reads an index and checks its form: a `weight_map` object of strings naming files inside
 /// the checkpoint directory. Whether the shards agree with it is the reader's business.
 llvm::Expected<ShardIndex> readShardIndex(llvm::StringRef path);
+
+// readShardIndex's two paths for the text read from `path`, for tests that hold them to the
+// same results.
+
+/// The fast path: an index in PlainJsonScanner's subset with valid entries, read without a
+/// JSON tree. nullopt for any other index, valid or not.
+std::optional<ShardIndex> scanPlainShardIndex(llvm::StringRef path, llvm::StringRef text);
+/// The general path through the strict JSON parser, which every error message comes from.
+llvm::Expected<ShardIndex> parseShardIndexJson(llvm::StringRef path, llvm::StringRef text);
 
 } // namespace ckptmap
