@@ -17,19 +17,18 @@ std::unique_ptr<CheckedRulebook> loadRulebook(llvm::StringRef path, SourceManage
   return checkRulebook(std::move(ast), diags);
 }
 
-std::optional<Plan> compilePlan(const CheckedRulebook &rulebook, llvm::StringRef rulebookPath,
-                                const CompileInputs &inputs, const BindOptions &options, DiagnosticEngine &diags) {
-  // Rules see a quantized weight as one tensor; its scales travel with it.
-  std::vector<TensorMeta> source = groupQuantized(inputs.source, inputs.rowGroups), stash = groupQuantized(inputs.stash),
-                          base = groupQuantized(inputs.base);
+namespace {
+
+/// Binds and plans one direction from tensors grouped already (logical tensors).
+std::optional<Plan> compileLogical(const CheckedRulebook &rulebook, llvm::StringRef rulebookPath, const Value &config,
+                                   const PlanInputs &inputs, const BindOptions &options, DiagnosticEngine &diags) {
   BindOptions bindOptions = options;
-  for (const TensorMeta &t : stash)
+  for (const TensorMeta &t : inputs.stash)
     bindOptions.stashed.insert(t.name);
-  auto binding = bindRulebook(rulebook, inputs.config, source, bindOptions, diags);
+  auto binding = bindRulebook(rulebook, config, inputs.source, bindOptions, diags);
   if (!binding)
     return std::nullopt;
-  PlanInputs planInputs{source, stash, base, inputs.haveBase};
-  auto plan = buildPlan(*binding, planInputs, diags);
+  auto plan = buildPlan(*binding, inputs, diags);
   if (!plan)
     return std::nullopt;
   plan->rulebook = rulebookPath.str();
@@ -37,21 +36,36 @@ std::optional<Plan> compilePlan(const CheckedRulebook &rulebook, llvm::StringRef
   return plan;
 }
 
+} // namespace
+
+std::optional<Plan> compilePlan(const CheckedRulebook &rulebook, llvm::StringRef rulebookPath,
+                                const CompileInputs &inputs, const BindOptions &options, DiagnosticEngine &diags) {
+  // Rules see a quantized weight as one tensor; its scales travel with it.
+  std::vector<TensorMeta> source = groupQuantized(inputs.source, inputs.rowGroups), stash = groupQuantized(inputs.stash),
+                          base = groupQuantized(inputs.base);
+  return compileLogical(rulebook, rulebookPath, inputs.config, PlanInputs{source, stash, base, inputs.haveBase}, options,
+                        diags);
+}
+
 RoundTrip checkRoundTrip(const CheckedRulebook &rulebook, llvm::StringRef rulebookPath, const Plan &forward,
                          const CompileInputs &forwardInputs, const BindOptions &forwardOptions, DiagnosticEngine &diags) {
   RoundTrip result;
-  CompileInputs back;
-  back.config = forwardInputs.config;
-  back.source = forward.outputs;
-  back.base = forwardInputs.source; // what --hf-base would hold: the original
-  back.haveBase = true;
+  // The input as rules see it: what the way back must restore, and what --hf-base would hold
+  // (read, as a run reads --hf-base, without the input's recorded row groups).
+  std::vector<TensorMeta> original = groupQuantized(forwardInputs.source, forwardInputs.rowGroups), unhinted;
+  if (!forwardInputs.rowGroups.empty())
+    unhinted = groupQuantized(forwardInputs.source);
+  const std::vector<TensorMeta> &base = forwardInputs.rowGroups.empty() ? original : unhinted;
+  // The way back reads the forward plan's outputs, grouped as every input is.
+  std::vector<TensorMeta> back = groupQuantized(forward.outputs);
   BindOptions options;
   options.from = forward.to;
   options.to = forward.from;
   options.overrides = forwardOptions.overrides;
   options.recorded = forward.choices;
   options.anyModelType = forwardOptions.anyModelType;
-  result.reverse = compilePlan(rulebook, rulebookPath, back, options, diags);
+  result.reverse = compileLogical(rulebook, rulebookPath, forwardInputs.config, PlanInputs{back, {}, base, true},
+                                  options, diags);
   if (!result.reverse)
     return result;
 
@@ -67,7 +81,6 @@ RoundTrip checkRoundTrip(const CheckedRulebook &rulebook, llvm::StringRef rulebo
   std::vector<std::pair<NameTemplate, const PlanGap *>> gaps;
   for (const PlanGap &g : result.reverse->gaps)
     gaps.push_back({NameTemplate::fromDisplay(g.pattern), &g});
-  std::vector<TensorMeta> original = groupQuantized(forwardInputs.source, forwardInputs.rowGroups);
   result.total = original.size();
   for (const TensorMeta &t : original) {
     auto it = produced.find(t.name);

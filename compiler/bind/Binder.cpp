@@ -325,9 +325,9 @@ void Binder::addInstance(BoundRule rule, const Stmt &stmt, Sink &sink) {
   for (const BoundTerm *leaf : leaves) {
     std::string name = leaf->name.str();
     if (source_.contains(name))
-      sink.consumed.push_back(name);
+      sink.consumed.push_back(std::move(name));
     else
-      sink.missing.push_back({name, &stmt});
+      sink.missing.push_back({std::move(name), &stmt});
   }
   sink.rules.push_back(std::move(rule));
 }
@@ -526,7 +526,7 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
   struct Attempt {
     const Variant *variant;
     Sink sink;
-    std::vector<std::string> sources; ///< sorted, unique
+    std::vector<llvm::StringRef> sources; ///< sink.consumed, sorted, unique
   };
   std::vector<Attempt> attempts;
   ++probeDepth_;
@@ -539,12 +539,14 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
       --probeDepth_;
       return false;
     }
-    attempt.sources = attempt.sink.consumed;
-    std::sort(attempt.sources.begin(), attempt.sources.end());
-    attempt.sources.erase(std::unique(attempt.sources.begin(), attempt.sources.end()), attempt.sources.end());
     attempts.push_back(std::move(attempt));
   }
   --probeDepth_;
+  for (Attempt &a : attempts) {
+    a.sources.assign(a.sink.consumed.begin(), a.sink.consumed.end());
+    std::sort(a.sources.begin(), a.sources.end());
+    a.sources.erase(std::unique(a.sources.begin(), a.sources.end()), a.sources.end());
+  }
 
   std::vector<Attempt *> full;
   for (Attempt &a : attempts)
@@ -563,7 +565,7 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
       if (a.sink.missing.size() > 1)
         text += " (and " + std::to_string(a.sink.missing.size() - 1) + " more missing)";
       if (!a.sources.empty())
-        text += "; it found " + std::to_string(a.sources.size()) + " of its tensors, e.g. '" + a.sources.front() + "'";
+        text += "; it found " + std::to_string(a.sources.size()) + " of its tensors, e.g. '" + a.sources.front().str() + "'";
       d.note(text, a.variant->nameRange);
     }
   };

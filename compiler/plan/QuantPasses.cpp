@@ -69,6 +69,9 @@ public:
                                        llvm::toString(glob.takeError()).c_str());
       exclude_.push_back(std::move(*glob));
     }
+    // Without --quantize, --dequantize or --quant-format no step changes.
+    if (!options_.quantize.quantized() && !options_.dequantize && !options_.naming)
+      return report_;
     if (options_.quantize.quantized())
       mergeFusedSteps();
     for (Step &step : plan_.steps)

@@ -1,7 +1,6 @@
 #include "compiler/quant/Grouping.h"
 
 #include "llvm/ADT/StringMap.h"
-#include "llvm/ADT/StringSet.h"
 
 #include <algorithm>
 #include <cstring>
@@ -46,14 +45,24 @@ llvm::SmallVector<int64_t, 4> logicalShape(const TensorMeta &data, QuantKind kin
 } // namespace
 
 std::vector<TensorMeta> groupQuantized(llvm::ArrayRef<TensorMeta> stored, const RowGroupHints &rowGroups) {
-  llvm::StringMap<const TensorMeta *> byName;
-  for (const TensorMeta &t : stored)
-    byName[t.name] = &t;
-  llvm::StringSet<> taken;
+  // One pass over the names, then work per data tensor only; parts are tracked by position.
+  llvm::StringMap<uint32_t> byName(uint32_t(stored.size()));
+  for (size_t i = 0; i < stored.size(); ++i)
+    byName[stored[i].name] = uint32_t(i);
+  std::vector<bool> taken(stored.size());
+  auto untaken = [&](const std::string &name) -> const TensorMeta * {
+    auto it = byName.find(name);
+    return it == byName.end() || taken[it->second] ? nullptr : &stored[it->second];
+  };
   std::vector<TensorMeta> out;
 
   // Claims the parts of `data` for the first format whose parts are all present.
   auto group = [&](const TensorMeta &data, bool packed, const std::string &logical) {
+    // Every format has a scale named one of these: without either, none can be complete.
+    QuantPart scale{QuantRole::BlockScale, "weight_scale", DType::F32, {}}, scaleInv = scale;
+    scaleInv.suffix = "weight_scale_inv";
+    if (!untaken(quantPartName(logical, scale)) && !untaken(quantPartName(logical, scaleInv)))
+      return;
     for (QuantType q : candidates(data, packed)) {
       llvm::SmallVector<int64_t, 4> shape = logicalShape(data, q.kind);
       for (bool input : {true, false}) { // the input scale is optional: try with it first
@@ -79,15 +88,17 @@ std::vector<TensorMeta> groupQuantized(llvm::ArrayRef<TensorMeta> stored, const 
             llvm::consumeError(parts.takeError());
             continue;
           }
-          bool complete = llvm::all_of(*parts, [&](const QuantPart &p) {
-            auto it = byName.find(quantPartName(logical, p));
-            return it != byName.end() && !taken.count(it->getKey()) && it->second->dtype == p.dtype &&
-                   llvm::ArrayRef<int64_t>(it->second->shape) == llvm::ArrayRef<int64_t>(p.shape);
-          });
-          if (!complete)
+          std::vector<uint32_t> found;
+          for (const QuantPart &p : *parts) {
+            const TensorMeta *t = untaken(quantPartName(logical, p));
+            if (!t || t->dtype != p.dtype || llvm::ArrayRef<int64_t>(t->shape) != llvm::ArrayRef<int64_t>(p.shape))
+              break;
+            found.push_back(uint32_t(t - stored.data()));
+          }
+          if (found.size() != parts->size())
             continue;
-          for (const QuantPart &p : *parts)
-            taken.insert(quantPartName(logical, p));
+          for (uint32_t i : found)
+            taken[i] = true;
           out.push_back(TensorMeta{logical, data.dtype, Shape(shape.begin(), shape.end()), attempt});
           return;
         }
@@ -95,8 +106,9 @@ std::vector<TensorMeta> groupQuantized(llvm::ArrayRef<TensorMeta> stored, const 
     }
   };
   // Logical tensors keep the stored order: a weight takes its data part's place.
-  llvm::StringMap<size_t> grouped;
-  for (const TensorMeta &t : stored) {
+  std::vector<int64_t> groupOf(stored.size(), -1);
+  for (size_t i = 0; i < stored.size(); ++i) {
+    const TensorMeta &t = stored[i];
     if (t.dtype != DType::U8 && t.dtype != DType::F8_E4M3)
       continue;
     auto w = splitWeightName(t.name);
@@ -104,16 +116,15 @@ std::vector<TensorMeta> groupQuantized(llvm::ArrayRef<TensorMeta> stored, const 
     size_t before = out.size();
     group(t, w && w->packed, logical);
     if (out.size() > before)
-      grouped[t.name] = before;
+      groupOf[i] = int64_t(before);
   }
   std::vector<TensorMeta> ordered;
   ordered.reserve(stored.size());
-  for (const TensorMeta &t : stored) {
-    auto g = grouped.find(t.name);
-    if (g != grouped.end())
-      ordered.push_back(std::move(out[g->second]));
-    else if (!taken.count(t.name))
-      ordered.push_back(t);
+  for (size_t i = 0; i < stored.size(); ++i) {
+    if (groupOf[i] >= 0)
+      ordered.push_back(std::move(out[size_t(groupOf[i])]));
+    else if (!taken[i])
+      ordered.push_back(stored[i]);
   }
   return ordered;
 }

@@ -12,7 +12,8 @@ namespace ckptmap {
 
 /// Groups stored tensors into logical ones, in the stored order. A weight is quantized when its
 /// data and scales are all there with the dtypes and shapes of one format; scales without
-/// their weight stay plain tensors, so coverage reports them by name.
+/// their weight stay plain tensors, so coverage reports them by name. Names in `stored` are
+/// unique, as every source and plan has them.
 /// `rowGroups` names fused FP8 block weights whose grid keeps one part per group of rows (as
 /// recorded when they were written), where the shapes alone cannot tell.
 using RowGroupHints = std::map<std::string, std::vector<int64_t>>;
