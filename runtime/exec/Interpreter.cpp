@@ -1,11 +1,13 @@
 #include "runtime/exec/Interpreter.h"
 
 #include "compiler/quant/Grouping.h"
+#include "runtime/exec/Chunked.h"
 #include "runtime/exec/QuantOps.h"
 #include "runtime/exec/Values.h"
 
 #include "kernels/Cast.h"
 
+#include "llvm/ADT/ScopeExit.h"
 #include "llvm/ADT/StringMap.h"
 
 #include <condition_variable>
@@ -56,7 +58,7 @@ uint64_t workingBytes(const Step &step) {
 }
 
 /// Admits steps while their working memory fits the budget. A step larger than the whole
-/// budget runs alone rather than never.
+/// budget runs in pieces of the budget where it can (runChunked), else alone rather than never.
 class MemoryBudget {
 public:
   explicit MemoryBudget(uint64_t limit) : limit_(limit) {}
@@ -92,6 +94,8 @@ public:
   /// Runs one step; appends to `stash` the dropped tensors that differ from their copy and to
   /// `notes` what was done lossily.
   llvm::Error run(const Step &step, std::vector<std::string> &stash, std::vector<std::string> &notes);
+  /// Runs a chunkable step in pieces of `budget` bytes of working memory.
+  llvm::Error runInPieces(const Step &step, uint64_t budget);
 
 private:
   llvm::Expected<RtValue> load(const Step &step, const Instr &instr);
@@ -187,9 +191,10 @@ llvm::Error StepRunner::storePlain(const Step &step, const std::string &name, co
   auto it = outputIndex_.find(name);
   if (it == outputIndex_.end())
     return stepError(step, "'" + name + "' is not an output of the plan");
-  // Large segments go straight from their mapping to the file; runs of small ones (a concat
-  // along an inner dim) are gathered into a buffer first so each write is sizeable.
-  constexpr size_t kGather = 8u << 20;
+  // Segments of an input file go file to file (copy_file_range), large ones in memory
+  // straight from there; runs of small ones (a concat along an inner dim) are gathered into
+  // a buffer first so each write is sizeable.
+  constexpr size_t kGather = 8u << 20, kFileCopy = 64u << 10;
   std::vector<uint8_t> buffer;
   uint64_t offset = 0, bufferStart = 0;
   auto flush = [&]() -> llvm::Error {
@@ -204,10 +209,11 @@ llvm::Error StepRunner::storePlain(const Step &step, const std::string &name, co
     if (auto e = writer_.writePart(it->second, 0, {}))
       return e;
   for (const Segment &s : value.segments()) {
-    if (s.size >= kGather) {
+    std::optional<TensorBytes::FileSpan> file = s.size >= kFileCopy ? value.fileSpanOf(s) : std::nullopt;
+    if (file || s.size >= kGather) {
       if (auto e = flush())
         return e;
-      if (auto e = writer_.writePart(it->second, offset, llvm::ArrayRef<uint8_t>(s.data, s.size)))
+      if (auto e = writer_.writePart(it->second, offset, llvm::ArrayRef<uint8_t>(s.data, s.size), file))
         return e;
     } else {
       if (buffer.empty())
@@ -444,8 +450,40 @@ llvm::Error StepRunner::quantize(const Step &step, const Instr &instr, std::vect
   return llvm::Error::success();
 }
 
+llvm::Error StepRunner::runInPieces(const Step &step, uint64_t budget) {
+  auto input = load(step, step.instrs[0]);
+  if (!input)
+    return input.takeError();
+  std::vector<size_t> outputs;
+  for (const Instr &instr : step.instrs) {
+    if (instr.op != InstrOp::Store)
+      continue;
+    auto it = outputIndex_.find(instr.tensor);
+    if (it == outputIndex_.end())
+      return stepError(step, "'" + instr.tensor + "' is not an output of the plan");
+    outputs.push_back(it->second);
+  }
+  llvm::Error e = runChunked(step, *input, budget, [&](uint64_t offset, llvm::ArrayRef<uint8_t> bytes) -> llvm::Error {
+    for (size_t output : outputs)
+      if (auto e = writer_.writePart(output, offset, bytes))
+        return e;
+    if (progress_)
+      progress_->bytesWritten += bytes.size() * outputs.size();
+    return llvm::Error::success();
+  });
+  if (progress_)
+    progress_->tensorsWritten += outputs.size();
+  return e;
+}
+
 llvm::Error StepRunner::run(const Step &step, std::vector<std::string> &stash, std::vector<std::string> &notes) {
   std::vector<RtValue> values(step.values.size());
+  // What the step read from mapped files leaves resident memory with it.
+  auto releaseLoads = llvm::make_scope_exit([&] {
+    for (const Instr &instr : step.instrs)
+      if (instr.op == InstrOp::Load)
+        values[instr.out[0]].release();
+  });
   for (const Instr &instr : step.instrs) {
     switch (instr.op) {
     case InstrOp::Load: {
@@ -536,8 +574,11 @@ llvm::Expected<ExecResult> executePlan(const Plan &plan, const ExecSources &sour
         return;
       const Step &step = plan.steps[i];
       uint64_t bytes = workingBytes(step);
+      bool inPieces = options.maxMemory && bytes > options.maxMemory && chunkable(step);
+      if (inPieces)
+        bytes = options.maxMemory;
       budget.acquire(bytes);
-      llvm::Error e = runner.run(step, stashes[i], notes[i]);
+      llvm::Error e = inPieces ? runner.runInPieces(step, bytes) : runner.run(step, stashes[i], notes[i]);
       budget.release(bytes);
       if (e) {
         std::lock_guard lock(resultMutex);

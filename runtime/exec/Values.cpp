@@ -40,6 +40,25 @@ void RtValue::keep(const RtValue &other) {
   owned_ = std::max(owned_, other.owned_);
 }
 
+std::optional<TensorBytes::FileSpan> RtValue::fileSpanOf(const Segment &s) const {
+  for (const TensorBytes &b : keep_)
+    if (auto span = b.fileSpanOf(s.data))
+      return span;
+  return std::nullopt;
+}
+
+void RtValue::release(const uint8_t *p, size_t n) const {
+  for (const TensorBytes &b : keep_)
+    b.release(p, n);
+}
+
+void RtValue::release() const {
+  for (const Segment &s : segments_)
+    release(s.data, s.size);
+  for (const RtValue &p : parts_)
+    p.release();
+}
+
 llvm::ArrayRef<uint8_t> RtValue::contiguous() {
   if (segments_.size() == 1)
     return {segments_[0].data, segments_[0].size};

@@ -36,6 +36,12 @@ public:
   llvm::ArrayRef<uint8_t> contiguous();
   /// Bytes this value owns beyond views of mapped files (for the memory budget).
   uint64_t ownedBytes() const { return owned_; }
+  /// Where a segment's bytes lie in an input file, when they are a view of one.
+  std::optional<TensorBytes::FileSpan> fileSpanOf(const Segment &s) const;
+  /// Releases the pages of [p, p + n), bytes of this value that lie in a mapped file
+  /// (TensorBytes::release); every part of a bundle when called without a range.
+  void release(const uint8_t *p, size_t n) const;
+  void release() const;
 
   /// [start, start + count) along `dim`.
   RtValue slice(int64_t dim, int64_t start, int64_t count) const;

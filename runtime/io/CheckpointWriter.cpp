@@ -167,7 +167,8 @@ llvm::Error CheckpointWriter::write(size_t tensorIndex, llvm::ArrayRef<uint8_t> 
 }
 
 llvm::Error CheckpointWriter::writePart(size_t tensorIndex, uint64_t offset,
-                                        llvm::ArrayRef<uint8_t> bytes) {
+                                        llvm::ArrayRef<uint8_t> bytes,
+                                        std::optional<TensorBytes::FileSpan> from) {
   if (tensorIndex >= layout_.tensors.size())
     return ioError(outDir_ + ": tensor index " + llvm::Twine(tensorIndex) +
                    " is out of range (the layout has " + llvm::Twine(layout_.tensors.size()) +
@@ -200,8 +201,10 @@ llvm::Error CheckpointWriter::writePart(size_t tensorIndex, uint64_t offset,
                       {offset, end});
   }
   const ShardPlan &shard = layout_.shards[place.shard];
-  if (llvm::Error e = pwriteAll(fds_[place.shard], joinPath(tempDir_, shard.fileName), bytes,
-                                place.offset + offset)) {
+  std::string path = joinPath(tempDir_, shard.fileName);
+  uint64_t at = place.offset + offset;
+  if (llvm::Error e = from ? copyRangeAll(from->fd, from->offset, fds_[place.shard], path, bytes, at)
+                           : pwriteAll(fds_[place.shard], path, bytes, at)) {
     // Give the range back so finish() reports the tensor as missing, not as written.
     std::lock_guard<std::mutex> lock(mutex_);
     auto &ranges = progress_[tensorIndex].ranges;

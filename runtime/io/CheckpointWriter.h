@@ -9,12 +9,14 @@
 
 #include "runtime/io/ShardLayout.h"
 #include "runtime/io/TempDirs.h"
+#include "runtime/io/TensorSource.h"
 
 #include "llvm/ADT/ArrayRef.h"
 
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,8 +53,10 @@ public:
   /// Thread-safe; tensors may come in any order, each exactly once.
   llvm::Error write(size_t tensorIndex, llvm::ArrayRef<uint8_t> bytes);
   /// Writes bytes [offset, offset + size) of one tensor, for tensors produced in pieces.
-  /// Pieces of one tensor must not overlap; together they must cover it.
-  llvm::Error writePart(size_t tensorIndex, uint64_t offset, llvm::ArrayRef<uint8_t> bytes);
+  /// Pieces of one tensor must not overlap; together they must cover it. `from` says where
+  /// the bytes also lie in an input file: they are then copied file to file where possible.
+  llvm::Error writePart(size_t tensorIndex, uint64_t offset, llvm::ArrayRef<uint8_t> bytes,
+                        std::optional<TensorBytes::FileSpan> from = std::nullopt);
 
   /// Adds a non-tensor file to the output, replacing a carried file of the same name. The
   /// name must be a plain file name other than the shards' and the index's; finish()

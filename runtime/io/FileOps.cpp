@@ -27,6 +27,27 @@ llvm::Error pwriteAll(int fd, llvm::StringRef path, llvm::ArrayRef<uint8_t> byte
   return llvm::Error::success();
 }
 
+llvm::Error copyRangeAll(int inFd, uint64_t inOffset, int fd, llvm::StringRef path,
+                         llvm::ArrayRef<uint8_t> bytes, uint64_t offset) {
+  loff_t in = loff_t(inOffset), out = loff_t(offset);
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::copy_file_range(inFd, &in, fd, &out, bytes.size() - done, 0);
+    if (n < 0 && errno == EINTR)
+      continue;
+    // Not between these files (another device, an old kernel, a special file): pwrite does.
+    if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
+                  errno == EBADF || errno == EPERM || errno == ETXTBSY))
+      break;
+    if (n < 0)
+      return systemError(path, "write", errno);
+    if (n == 0)
+      break; // the input ends early: the bytes in memory say what it held
+    done += size_t(n);
+  }
+  return pwriteAll(fd, path, bytes.drop_front(done), offset + done);
+}
+
 namespace {
 
 /// Closes a descriptor on every path out; closeChecked() reports a failing close.

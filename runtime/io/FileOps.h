@@ -13,6 +13,10 @@ namespace ckptmap {
 /// Writes all of `bytes` at `offset` of `fd` (the file `path`).
 llvm::Error pwriteAll(int fd, llvm::StringRef path, llvm::ArrayRef<uint8_t> bytes,
                       uint64_t offset);
+/// pwriteAll of bytes that also lie at `inOffset` of the file `inFd`: copied inside the kernel
+/// (copy_file_range) where the file systems allow, else, or for what is left, from `bytes`.
+llvm::Error copyRangeAll(int inFd, uint64_t inOffset, int fd, llvm::StringRef path,
+                         llvm::ArrayRef<uint8_t> bytes, uint64_t offset);
 /// Creates `path` (which must not exist) holding `contents`, synced to disk.
 llvm::Error writeNewFile(llvm::StringRef path, llvm::StringRef contents);
 /// Copies the file `from` (following symbolic links) to the new file `to`, synced to disk.

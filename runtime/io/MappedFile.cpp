@@ -36,14 +36,22 @@ llvm::Expected<std::shared_ptr<const MappedFile>> MappedFile::open(llvm::StringR
     }
     data = static_cast<const uint8_t *>(m);
   }
-  // The mapping keeps the file referenced; the descriptor is no longer needed.
-  ::close(fd);
-  return std::shared_ptr<const MappedFile>(new MappedFile(std::move(p), data, size));
+  return std::shared_ptr<const MappedFile>(new MappedFile(std::move(p), fd, data, size));
+}
+
+void MappedFile::release(const uint8_t *p, size_t n) const {
+  static const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  uintptr_t begin = (uintptr_t(p) + page - 1) & ~(page - 1), end = (uintptr_t(p) + n) & ~(page - 1);
+  if (p < data_ || p + n > data_ + size_ || begin >= end)
+    return;
+  // Advice only: a failure leaves the pages mapped, which is what not asking would do.
+  ::madvise(reinterpret_cast<void *>(begin), end - begin, MADV_DONTNEED);
 }
 
 MappedFile::~MappedFile() {
   if (data_)
     ::munmap(const_cast<uint8_t *>(data_), size_);
+  ::close(fd_);
 }
 
 } // namespace ckptmap

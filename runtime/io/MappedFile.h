@@ -21,14 +21,20 @@ public:
   MappedFile &operator=(const MappedFile &) = delete;
 
   const std::string &path() const { return path_; }
+  /// The open file, for copies that go file to file (copy_file_range).
+  int fd() const { return fd_; }
   llvm::ArrayRef<uint8_t> bytes() const { return {data_, size_}; }
+  /// Unmaps the whole pages within [p, p + n) from this process (MADV_DONTNEED): resident
+  /// memory stops growing with what a long conversion has read. The page cache keeps them.
+  void release(const uint8_t *p, size_t n) const;
   uint64_t size() const { return size_; }
 
 private:
-  MappedFile(std::string path, const uint8_t *data, size_t size)
-      : path_(std::move(path)), data_(data), size_(size) {}
+  MappedFile(std::string path, int fd, const uint8_t *data, size_t size)
+      : path_(std::move(path)), fd_(fd), data_(data), size_(size) {}
 
   std::string path_;
+  int fd_;
   const uint8_t *data_;
   size_t size_;
 };

@@ -222,7 +222,7 @@ llvm::Expected<TensorBytes> SafetensorsSource::read(const SourceTensor &tensor) 
     return ioError(root_ + ": no tensor '" + tensor.meta.name + "'");
   const Location &loc = locations_[*i];
   const std::shared_ptr<const MappedFile> &file = shards_[loc.shard].file;
-  return TensorBytes(file->bytes().data() + loc.offset, loc.size, file);
+  return std::move(TensorBytes(file->bytes().data() + loc.offset, loc.size, file).inFile(*file));
 }
 
 llvm::Expected<std::unique_ptr<TensorSource>> openSafetensors(llvm::StringRef path) {

@@ -10,10 +10,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace ckptmap {
+
+class MappedFile;
 
 /// Bytes of one tensor. Either a view into a mapping kept alive by `owner`, or an owned
 /// buffer; readers of it never care which.
@@ -29,10 +32,28 @@ public:
   size_t size() const { return size_; }
   llvm::ArrayRef<uint8_t> bytes() const { return {data_, size_}; }
 
+  /// Where a view's bytes also lie in an open file, so a writer can copy them file to file.
+  struct FileSpan {
+    int fd = -1;
+    uint64_t offset = 0;
+  };
+  /// Marks this as a view into `file`'s mapping (which `owner` keeps alive).
+  TensorBytes &inFile(const MappedFile &file) {
+    file_ = &file;
+    return *this;
+  }
+  /// The file position of `p` (a byte of this view), when the view is of a mapped file.
+  std::optional<FileSpan> fileSpanOf(const uint8_t *p) const;
+  /// Drops the whole pages within [p, p + n) from this process's memory when the view is of
+  /// a mapped file; they stay in the page cache and fault back in if read again. A no-op
+  /// for owned bytes.
+  void release(const uint8_t *p, size_t n) const;
+
 private:
   const uint8_t *data_ = nullptr;
   size_t size_ = 0;
   std::shared_ptr<const void> owner_;
+  const MappedFile *file_ = nullptr;
 };
 
 /// A tensor as a source lists it: its metadata and where it lives, for error messages.

@@ -6,6 +6,8 @@
 #include "runtime/io/Safetensors.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <thread>
 
 using namespace ckptmap;
@@ -392,4 +394,26 @@ TEST_CASE("writer: option errors") {
   CHECK(errorText(CheckpointWriter::create({}, options)) ==
         "the maximum shard size must be positive");
   CHECK(listDir(dir.path()).empty());
+}
+
+TEST_CASE("writer: parts that lie in an input file are copied file to file, else from memory") {
+  TempDir dir;
+  std::vector<uint8_t> a = pattern(300'000, 1), b = pattern(70'000, 2);
+  std::string input = std::string(100, 'x') + asString(a) + asString(b);
+  writeFile(dir / "in.bin", input);
+  int fd = ::open((dir / "in.bin").c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  WriteOptions options;
+  options.outDir = dir / "out";
+  auto w = requireValue(CheckpointWriter::create(
+      {meta("a", DType::U8, {int64_t(a.size())}), meta("b", DType::U8, {int64_t(b.size())})}, options));
+  // "a" in two pieces from the file; "b" with a descriptor the kernel refuses, so from memory.
+  requireOk(w->writePart(0, 0, llvm::ArrayRef<uint8_t>(a).take_front(1000), TensorBytes::FileSpan{fd, 100}));
+  requireOk(w->writePart(0, 1000, llvm::ArrayRef<uint8_t>(a).drop_front(1000), TensorBytes::FileSpan{fd, 1100}));
+  requireOk(w->writePart(1, 0, b, TensorBytes::FileSpan{-1, 0}));
+  requireOk(w->finish());
+  ::close(fd);
+  auto out = requireValue(SafetensorsSource::open(dir / "out"));
+  CHECK(requireValue(out->read(*out->find("a"))).bytes() == llvm::ArrayRef<uint8_t>(a));
+  CHECK(requireValue(out->read(*out->find("b"))).bytes() == llvm::ArrayRef<uint8_t>(b));
 }

@@ -73,7 +73,7 @@ llvm::Error quantOptions(const ParsedArgs &args, QuantPassOptions &q) {
 std::vector<OptionSpec> executionOptions() {
   return {
       {"max-shard-size", 0, "SIZE", "largest output shard (default 5GB; KB/MB/GB or KiB/MiB/GiB)"},
-      {"max-memory", 0, "SIZE", "working memory for ops that compute (default: no limit)"},
+      {"max-memory", 0, "SIZE", "working memory for ops that compute (default: no limit); casts, affines and transposes run in pieces of it"},
       {"threads", 'j', "N", "worker threads (default: one per core)"},
       {"device", 0, "DEVICE", "where casts and (de)quantization run: cpu, cuda (every op on the GPU) or auto "
                               "(default: the GPU for tensors of 1 MiB and more, when there is one); results are "
