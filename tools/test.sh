@@ -3,5 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
-tools/build.sh
+# Line tables only (-g1): backtraces keep file:line, and the compiler spends a third less
+# time than with full debug info (tests/e2e/VariantTest.cpp: 22 s -> 14 s).
+tools/build.sh -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG"
 ctest --test-dir build --output-on-failure -j"$(nproc)" -LE device
