@@ -37,10 +37,17 @@ static llvm::Expected<Provenance> readProvenance(llvm::StringRef path) {
   auto j = readJsonFile(path);
   if (!j)
     return j.takeError();
+  if (!j->is_object())
+    return error(path + ": not a JSON object");
+  // Fields of the wrong type read as absent, like the fields a newer writer may add.
+  auto text = [](const json &o, const char *key) {
+    auto it = o.find(key);
+    return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
   Provenance p;
-  p.family = j->value("family", "");
-  p.from = j->value("from", "");
-  p.to = j->value("to", "");
+  p.family = text(*j, "family");
+  p.from = text(*j, "from");
+  p.to = text(*j, "to");
   if (j->contains("fp8_row_groups") && (*j)["fp8_row_groups"].is_object())
     for (const auto &[name, groups] : (*j)["fp8_row_groups"].items())
       if (groups.is_array() && llvm::all_of(groups, [](const json &g) { return g.is_number_integer() && g.get<int64_t>() > 0; }))
@@ -48,7 +55,7 @@ static llvm::Expected<Provenance> readProvenance(llvm::StringRef path) {
   if (j->contains("choices") && (*j)["choices"].is_array())
     for (const json &c : (*j)["choices"])
       if (c.is_object())
-        p.choices.push_back(ChoiceRecord{c.value("choice", ""), c.value("where", ""), c.value("variant", ""), "", {}});
+        p.choices.push_back(ChoiceRecord{text(c, "choice"), text(c, "where"), text(c, "variant"), "", {}});
   return p;
 }
 
@@ -113,6 +120,9 @@ llvm::Expected<std::string> resolveRulebook(llvm::StringRef arg, const json &con
   std::string type = config.is_object() && config.contains("model_type") && config["model_type"].is_string()
                          ? config["model_type"].get<std::string>()
                          : "";
+  if (config.is_null())
+    return error("no rulebook given, and no config.json whose model_type would name one; pass RULEBOOK and "
+                 "--hf-config PATH");
   if (type.empty())
     return error("no rulebook given and the checkpoint's config.json names no model_type; pass RULEBOOK");
   std::vector<std::string> matches;
@@ -217,7 +227,7 @@ static llvm::Error writeStash(const std::vector<std::string> &names, const Tenso
 }
 
 /// The quantization files of the output: kept byte for byte when the run leaves the weights'
-/// formats alone, rewritten when it quantizes, dequantizes or renames them.
+/// formats and module names alone, rewritten when it quantizes, dequantizes or renames them.
 static llvm::Error declareQuantization(const OpenedCheckpoint &input, const Plan &plan, const QuantPassReport &report,
                                        const QuantPassOptions &options, CheckpointWriter &writer) {
   std::string hfQuantPath = input.tensors->root() + "/hf_quant_config.json";
@@ -230,7 +240,13 @@ static llvm::Error declareQuantization(const OpenedCheckpoint &input, const Plan
   }
   bool changed = report.quantized || report.dequantized || report.renamed;
   if (!changed) {
-    if (!inputHfQuant.is_null()) {
+    // Same formats; a new convention still renames the modules the lists leave unquantized.
+    json renamedConfig = input.config, renamedHfQuant = inputHfQuant;
+    if (renameExclusionLists(renamedConfig, plan))
+      writer.addFile("config.json", renamedConfig.dump(2) + "\n");
+    if (renameExclusionLists(renamedHfQuant, plan))
+      writer.addFile("hf_quant_config.json", renamedHfQuant.dump(2) + "\n");
+    else if (!inputHfQuant.is_null()) {
       auto bytes = llvm::MemoryBuffer::getFile(hfQuantPath);
       if (!bytes)
         return error(hfQuantPath + ": " + bytes.getError().message());
@@ -251,7 +267,8 @@ static llvm::Error declareQuantization(const OpenedCheckpoint &input, const Plan
   if (config.is_object())
     config.erase("quantization_config");
   if (format) {
-    QuantDeclaration d{*format, report.quantized ? report.excludedModules : declaredExclusions(input.config, inputHfQuant)};
+    QuantDeclaration d{*format, report.quantized ? report.excludedModules
+                                                 : renameExcludedModules(declaredExclusions(input.config, inputHfQuant), plan)};
     if (config.is_object())
       config["quantization_config"] = quantizationConfig(d);
     if (auto hf = hfQuantConfig(d))

@@ -1,8 +1,14 @@
 #include "runtime/QuantConfig.h"
 
+#include "llvm/ADT/MapVector.h"
+#include "llvm/Support/GlobPattern.h"
+
 namespace ckptmap {
 
 using json = nlohmann::json;
+
+/// The keys an exclusion list goes by: ModelOpt's, compressed-tensors', DeepSeek-style FP8's.
+static const char *const kExclusionKeys[] = {"exclude_modules", "ignore", "modules_to_not_convert"};
 
 static const char *modelOptAlgo(QuantKind kind) { return kind == QuantKind::Nvfp4 ? "NVFP4" : "FP8"; }
 
@@ -54,7 +60,10 @@ std::optional<json> hfQuantConfig(const QuantDeclaration &d) {
   if (q.kind == QuantKind::Nvfp4)
     quantization["group_size"] = 16;
   quantization["exclude_modules"] = d.excludedModules;
-  return json{{"producer", {{"name", "ckptmap"}, {"version", "1"}}}, {"quantization", quantization}};
+  // vLLM loads hf_quant_config.json only from a producer named "modelopt": the format's name;
+  // the version says what wrote it.
+  return json{{"producer", {{"name", "modelopt"}, {"version", "ckptmap " CKPTMAP_VERSION}}},
+              {"quantization", quantization}};
 }
 
 std::vector<std::string> declaredExclusions(const json &config, const json &hfQuant) {
@@ -71,11 +80,92 @@ std::vector<std::string> declaredExclusions(const json &config, const json &hfQu
       return l;
   if (config.is_object() && config.contains("quantization_config")) {
     const json &qc = config["quantization_config"];
-    for (const char *key : {"exclude_modules", "ignore", "modules_to_not_convert"})
+    for (const char *key : kExclusionKeys)
       if (auto l = list(qc, key); !l.empty())
         return l;
   }
   return {};
+}
+
+/// For every module the plan converts, the modules it writes from it, both in plan order. A step
+/// that writes nothing (a dropped tensor kept aside) renames nothing. The names point into the
+/// plan.
+static llvm::MapVector<llvm::StringRef, std::vector<std::string>> moduleRenames(const Plan &plan) {
+  llvm::MapVector<llvm::StringRef, std::vector<std::string>> out;
+  for (const Step &step : plan.steps) {
+    std::vector<std::string> written;
+    for (const Instr &i : step.instrs)
+      if (i.op == InstrOp::Store && !llvm::is_contained(written, moduleOf(i.tensor)))
+        written.push_back(moduleOf(i.tensor).str());
+    if (written.empty())
+      continue;
+    for (const Instr &i : step.instrs)
+      if (i.op == InstrOp::Load && i.source == LoadSource::Input) {
+        std::vector<std::string> &targets = out[moduleOf(i.tensor)];
+        for (const std::string &m : written)
+          if (!llvm::is_contained(targets, m))
+            targets.push_back(m);
+      }
+  }
+  return out;
+}
+
+std::vector<std::string> renameExcludedModules(llvm::ArrayRef<std::string> modules, const Plan &plan) {
+  auto renames = moduleRenames(plan);
+  std::vector<std::string> out;
+  auto add = [&](const std::string &m) {
+    if (!llvm::is_contained(out, m))
+      out.push_back(m);
+  };
+  for (const std::string &entry : modules) {
+    if (auto it = renames.find(entry); it != renames.end()) {
+      llvm::for_each(it->second, add);
+      continue;
+    }
+    // ModelOpt's lists may hold fnmatch patterns ("model.layers.*.mlp.gate").
+    std::vector<std::string> matched;
+    bool renamed = false;
+    if (entry.find_first_of("*?[") != std::string::npos) {
+      if (auto glob = llvm::GlobPattern::create(entry)) {
+        for (const auto &[module, targets] : renames)
+          if (glob->match(module)) {
+            renamed = renamed || targets != std::vector<std::string>{module.str()};
+            matched.insert(matched.end(), targets.begin(), targets.end());
+          }
+      } else {
+        llvm::consumeError(glob.takeError()); // not a pattern after all: a name
+      }
+    }
+    if (renamed)
+      llvm::for_each(matched, add);
+    else
+      add(entry);
+  }
+  return out;
+}
+
+bool renameExclusionLists(json &file, const Plan &plan) {
+  bool changed = false;
+  if (!file.is_object())
+    return false;
+  for (const char *section : {"quantization", "quantization_config"}) {
+    auto holder = file.find(section);
+    if (holder == file.end() || !holder->is_object())
+      continue;
+    for (const char *key : kExclusionKeys) {
+      auto list = holder->find(key);
+      if (list == holder->end() || !list->is_array() ||
+          !llvm::all_of(*list, [](const json &e) { return e.is_string(); }))
+        continue;
+      std::vector<std::string> names = list->get<std::vector<std::string>>();
+      std::vector<std::string> renamed = renameExcludedModules(names, plan);
+      if (renamed != names) {
+        *list = renamed;
+        changed = true;
+      }
+    }
+  }
+  return changed;
 }
 
 } // namespace ckptmap

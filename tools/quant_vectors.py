@@ -13,8 +13,15 @@ dequantization order value * (float(s_fp8) * ws2).
 
 writes one safetensors file per case into OUTDIR (layout: tests/kernels/VectorsTest.cpp).
 Everything runs in float32 on the CPU with a fixed seed, so the output is deterministic.
+
+    python3 tools/quant_vectors.py --dequantize-hub HUB OUT.json
+
+dequantizes every FP8-block weight of the DeepSeek-style checkpoint HUB to BF16 the way
+DeepSeek's own weight_dequant does (F32 product fp8 * weight_scale_inv, then one cast) and
+writes each result's sha256, dtype and shape to OUT.json (read by tests/e2e/QuantPathsTest.cpp).
 """
 
+import hashlib
 import json
 import os
 import struct
@@ -412,7 +419,69 @@ def check_emulation():
             raise SystemExit(f"e4m3 emulation differs from torch at {x[i].item()!r}: {emulated[i]} vs {native[i]}")
 
 
+# ---- reference dequantization of a checkpoint --------------------------------------------------
+
+_TORCH_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "U8": torch.uint8,
+                 "I64": torch.int64, "I32": torch.int32, "F8_E4M3": torch.uint8}
+
+
+def read_safetensors(path):
+    """name -> (dtype, tensor) for one file, read with the format's own layout (F8_E4M3 as its bits)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + length])
+    header.pop("__metadata__", None)
+    out = {}
+    for name, entry in header.items():
+        begin, end = entry["data_offsets"]
+        dtype = entry["dtype"]
+        if dtype not in _TORCH_DTYPES:
+            continue  # not a weight or a scale
+        data = bytearray(raw[8 + length + begin : 8 + length + end])
+        t = torch.frombuffer(data, dtype=_TORCH_DTYPES[dtype]) if data else torch.empty(0, dtype=_TORCH_DTYPES[dtype])
+        out[name] = (dtype, t.reshape(entry["shape"]))
+    return out
+
+
+def dequantize_hub(hub, out_path):
+    """sha256 of the BF16 dequantization of every FP8-block weight (X.weight with X.weight_scale_inv)."""
+    tensors = {}
+    for name in sorted(os.listdir(hub)):
+        if name.endswith(".safetensors"):
+            tensors.update(read_safetensors(os.path.join(hub, name)))
+    result = {}
+    for name, (dtype, w) in sorted(tensors.items()):
+        if dtype != "F8_E4M3" or name + "_scale_inv" not in tensors:
+            continue
+        _, scale_inv = tensors[name + "_scale_inv"]
+        r, c = w.shape
+        if tuple(scale_inv.shape) != ((r + 127) // 128, (c + 127) // 128):
+            raise SystemExit(f"{name}_scale_inv has shape {list(scale_inv.shape)}, not the 128x128 grid of {[r, c]}")
+        s = scale_inv.float().repeat_interleave(128, 0).repeat_interleave(128, 1)[:r, :c]
+        bf16 = (e4m3_to_f32(w) * s).to(torch.bfloat16)
+        digest = hashlib.sha256(bf16.contiguous().view(torch.int16).numpy().tobytes()).hexdigest()
+        result[name] = {"dtype": "BF16", "shape": [r, c], "sha256": digest}
+    if not result:
+        raise SystemExit(f"{hub}: no FP8 block weights (X.weight F8_E4M3 with X.weight_scale_inv)")
+    doc = {
+        "generator": "tools/quant_vectors.py --dequantize-hub",
+        "torch": torch.__version__,
+        "float8": "native" if E4M3 is not None else "emulated",
+        "tensors": result,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    with open(out_path, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print(f"{out_path}: {len(result)} tensors dequantized by torch {torch.__version__} ({doc['float8']} float8)")
+
+
 def main(argv):
+    if len(argv) == 4 and argv[1] == "--dequantize-hub":
+        check_emulation()
+        dequantize_hub(argv[2], argv[3])
+        return 0
     if len(argv) != 2:
         print(__doc__.strip(), file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@
 #include "antlr4-runtime.h"
 
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/ConvertUTF.h"
 #include "llvm/Support/Path.h"
 
 #include <cassert>
@@ -613,9 +614,32 @@ std::unique_ptr<StringExpr> Transformer::transformString(antlr4::Token *token) {
   return str;
 }
 
+/// Where the first byte that is not UTF-8 sits, if any: ANTLR's input stream throws on one.
+std::optional<SourceLoc> firstInvalidUtf8(uint32_t file, llvm::StringRef text) {
+  auto *bytes = reinterpret_cast<const llvm::UTF8 *>(text.data());
+  uint32_t line = 1, col = 1;
+  for (size_t i = 0; i < text.size();) {
+    size_t n = llvm::getNumBytesForUTF8(bytes[i]);
+    if (i + n > text.size() || !llvm::isLegalUTF8Sequence(bytes + i, bytes + i + n))
+      return SourceLoc{file, line, col};
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+    i += n;
+  }
+  return std::nullopt;
+}
+
 /// Parses one file's text into `out`; returns false on syntax errors.
 bool parseInto(uint32_t file, const std::string &text, Rulebook &out, DiagnosticEngine &diags, bool isTopFile) {
   TextOrigin origin{file, 1, 0};
+  if (std::optional<SourceLoc> bad = firstInvalidUtf8(file, text)) {
+    diags.error(SourceRange{*bad, 1}, "the file is not valid UTF-8 here");
+    return false;
+  }
   antlr4::ANTLRInputStream input(text);
   RulesLexer lexer(&input);
   SyntaxErrorListener listener(diags, origin);

@@ -1,6 +1,11 @@
 #include "compiler/plan/Plan.h"
 
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/StringExtras.h"
+
+#include <limits>
+#include <type_traits>
 
 namespace ckptmap {
 
@@ -74,15 +79,23 @@ llvm::Expected<QuantType> quantFromJson(const json &j) {
   if (!kind || *kind == QuantKind::None)
     return fail("unknown quantization format '" + j["format"].get<std::string>() + "'");
   q.kind = *kind;
-  if (j.value("naming", "modelopt") == "compressed-tensors")
-    q.naming = QuantNaming::CompressedTensors;
+  if (j.contains("naming")) {
+    if (!j["naming"].is_string() || (j["naming"] != "modelopt" && j["naming"] != "compressed-tensors"))
+      return fail("naming must be \"modelopt\" or \"compressed-tensors\"");
+    if (j["naming"] == "compressed-tensors")
+      q.naming = QuantNaming::CompressedTensors;
+  }
   if (j.contains("scale_dtype")) {
     auto dt = j["scale_dtype"].is_string() ? parseDType(j["scale_dtype"].get<std::string>()) : std::nullopt;
     if (!dt)
       return fail("bad scale_dtype");
     q.scaleDType = *dt;
   }
-  q.inputScale = j.value("input_scale", false);
+  if (j.contains("input_scale")) {
+    if (!j["input_scale"].is_boolean())
+      return fail("input_scale must be true or false");
+    q.inputScale = j["input_scale"].get<bool>();
+  }
   if (j.contains("row_groups")) {
     if (!j["row_groups"].is_array())
       return fail("row_groups must be a list");
@@ -93,6 +106,12 @@ llvm::Expected<QuantType> quantFromJson(const json &j) {
     }
   }
   return q;
+}
+
+llvm::SmallVector<llvm::StringRef, 1> Step::summaries() const {
+  llvm::SmallVector<llvm::StringRef, 1> out;
+  llvm::StringRef(summary).split(out, kSummarySeparator);
+  return out;
 }
 
 uint64_t Step::peakBytes() const {
@@ -261,10 +280,47 @@ public:
         return fail(where, std::string("missing '") + key + "'");
       return llvm::Error::success();
     }
-    try {
-      out = j[key].get<T>();
-    } catch (const json::exception &) {
+    if (!holds<T>(j[key]))
       return fail(where, std::string("'") + key + "' has the wrong type");
+    out = j[key].get<T>();
+    return llvm::Error::success();
+  }
+
+  /// Whether `v` converts to T without loss (nlohmann would cast a float to an int, or a
+  /// negative number to an unsigned one).
+  template <typename T> static bool holds(const json &v) {
+    if constexpr (std::is_same_v<T, bool>) {
+      return v.is_boolean();
+    } else if constexpr (std::is_integral_v<T>) {
+      if (v.is_number_unsigned())
+        return v.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max());
+      if (!v.is_number_integer())
+        return false;
+      int64_t x = v.get<int64_t>();
+      return x >= 0 ? uint64_t(x) <= uint64_t(std::numeric_limits<T>::max())
+                    : std::is_signed_v<T> && x >= int64_t(std::numeric_limits<T>::min());
+    } else if constexpr (std::is_floating_point_v<T>) {
+      return v.is_number();
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      return v.is_string();
+    } else {
+      return v.is_array() && llvm::all_of(v, [](const json &e) { return holds<typename T::value_type>(e); });
+    }
+  }
+
+  /// The optional list `key` of objects; `each` reads one, given its path for errors.
+  llvm::Error objects(const json &j, const char *key,
+                      llvm::function_ref<llvm::Error(const json &, const std::string &)> each) {
+    if (!j.contains(key))
+      return llvm::Error::success();
+    if (!j[key].is_array())
+      return fail(key, "not a list");
+    for (size_t i = 0; i < j[key].size(); ++i) {
+      std::string where = std::string(key) + "[" + std::to_string(i) + "]";
+      if (!j[key][i].is_object())
+        return fail(where, "not an object");
+      if (auto e = each(j[key][i], where))
+        return e;
     }
     return llvm::Error::success();
   }
@@ -301,10 +357,16 @@ llvm::Expected<Plan> planFromJson(const json &j) {
     if (!m) return m.takeError();
     plan.outputs.push_back(std::move(*m));
   }
-  if (j.contains("choices"))
-    for (const json &c : j["choices"])
-      plan.choices.push_back(ChoiceRecord{c.value("choice", ""), c.value("where", ""), c.value("variant", ""),
-                                          c.value("reason", ""), {}});
+  if (auto e = r.objects(j, "choices", [&](const json &c, const std::string &where) -> llvm::Error {
+        ChoiceRecord choice;
+        for (auto [key, out] : {std::pair{"choice", &choice.choice}, {"where", &choice.where},
+                                {"variant", &choice.variant}, {"reason", &choice.reason}})
+          if (auto e = r.get(c, key, *out, where, false))
+            return e;
+        plan.choices.push_back(std::move(choice));
+        return llvm::Error::success();
+      }))
+    return e;
   for (size_t si = 0; si < j["steps"].size(); ++si) {
     const json &sj = j["steps"][si];
     std::string where = "steps[" + std::to_string(si) + "]";
@@ -371,12 +433,26 @@ llvm::Expected<Plan> planFromJson(const json &j) {
     }
     plan.steps.push_back(std::move(step));
   }
-  if (j.contains("drops"))
-    for (const json &d : j["drops"])
-      plan.drops.push_back(PlanDrop{d.value("tensor", ""), d.value("reason", ""), d.value("rule", "")});
-  if (j.contains("gaps"))
-    for (const json &g : j["gaps"])
-      plan.gaps.push_back(PlanGap{g.value("pattern", ""), g.value("reason", ""), g.value("rule", ""), g.value("from_base", false)});
+  if (auto e = r.objects(j, "drops", [&](const json &d, const std::string &where) -> llvm::Error {
+        PlanDrop drop;
+        for (auto [key, out] : {std::pair{"tensor", &drop.tensor}, {"reason", &drop.reason}, {"rule", &drop.rule}})
+          if (auto e = r.get(d, key, *out, where, false))
+            return e;
+        plan.drops.push_back(std::move(drop));
+        return llvm::Error::success();
+      }))
+    return e;
+  if (auto e = r.objects(j, "gaps", [&](const json &g, const std::string &where) -> llvm::Error {
+        PlanGap gap;
+        for (auto [key, out] : {std::pair{"pattern", &gap.pattern}, {"reason", &gap.reason}, {"rule", &gap.rule}})
+          if (auto e = r.get(g, key, *out, where, false))
+            return e;
+        if (auto e = r.get(g, "from_base", gap.fromBase, where, false))
+          return e;
+        plan.gaps.push_back(std::move(gap));
+        return llvm::Error::success();
+      }))
+    return e;
   return plan;
 }
 

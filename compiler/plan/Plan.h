@@ -6,6 +6,8 @@
 #include "compiler/TensorMeta.h"
 #include "compiler/bind/Binding.h"
 
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
 
 #include <nlohmann/json.hpp>
@@ -86,6 +88,11 @@ struct Step {
 
   /// Bytes of every value the step holds at once, as the memory budget counts them.
   uint64_t peakBytes() const;
+
+  /// Steps merged into one (parts quantized together) keep each summary, joined by this.
+  static constexpr llvm::StringLiteral kSummarySeparator = "; ";
+  /// The summaries of the rule instances the step does: one, or one per merged step.
+  llvm::SmallVector<llvm::StringRef, 1> summaries() const;
 };
 
 struct PlanDrop {

@@ -42,6 +42,12 @@ std::string fusedGroupKey(llvm::StringRef name) {
 
 namespace {
 
+/// A weight stored in another format than --quantize asks for is dequantized to BF16 and
+/// quantized from there: bit for bit what dequantizing to a BF16 checkpoint (--dequantize, or
+/// DeepSeek's fp8_cast_bf16) and quantizing that gives, which is how such checkpoints are made.
+/// The extra rounding (at most 2^-8 relative) is far below the step of any target format.
+constexpr DType kRequantizeThrough = DType::BF16;
+
 /// Appends step `from` to step `into`, renumbering its values.
 void mergeStep(Step &into, Step &&from) {
   uint32_t offset = uint32_t(into.values.size());
@@ -53,7 +59,7 @@ void mergeStep(Step &into, Step &&from) {
       v += offset;
     into.instrs.push_back(std::move(i));
   }
-  into.summary += "; " + from.summary;
+  into.summary += Step::kSummarySeparator.str() + from.summary;
   into.lossless = into.lossless && from.lossless;
 }
 
@@ -143,7 +149,7 @@ private:
     bool fits = bool(parts);
     if (!fits)
       llvm::consumeError(parts.takeError()); // a shape the format cannot hold stays as it is
-    std::string module = weight ? weight->module.str() : name;
+    std::string module = moduleOf(name).str();
     if (!fits || excludedByDefault(name) || userExcluded(name, module)) {
       report_.excludedModules.push_back(module);
       return std::nullopt;
@@ -180,7 +186,8 @@ private:
       }
       if (instr.op == InstrOp::Load && step.values[instr.out[0]].quant.quantized() &&
           dequantizes(step.values[instr.out[0]].quant)) {
-        ValueType plain{options_.dequantizeTo, step.values[instr.out[0]].shape, {}};
+        ValueType plain{options_.dequantize ? options_.dequantizeTo : kRequantizeThrough,
+                        step.values[instr.out[0]].shape, {}};
         Instr d(InstrOp::Dequantize);
         d.in = {instr.out[0]};
         d.out = {addValue(step, plain)};

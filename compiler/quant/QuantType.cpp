@@ -166,6 +166,11 @@ std::optional<WeightName> splitWeightName(llvm::StringRef name) {
   return std::nullopt;
 }
 
+llvm::StringRef moduleOf(llvm::StringRef tensor) {
+  auto weight = splitWeightName(tensor);
+  return weight ? weight->module : tensor;
+}
+
 std::string quantPartName(llvm::StringRef logicalName, const QuantPart &part) {
   if (auto w = splitWeightName(logicalName); w && !w->packed)
     return (w->module.empty() ? "" : w->module.str() + ".") + part.suffix + w->index.str();

@@ -84,6 +84,10 @@ struct WeightName {
 };
 std::optional<WeightName> splitWeightName(llvm::StringRef name);
 
+/// The module a tensor belongs to, as quantization configs name it: "m.x" for "m.x.weight" and
+/// "m.linear_fc1.weight3"; a tensor not named weight ("experts.gate_up_proj") is its own module.
+llvm::StringRef moduleOf(llvm::StringRef tensor);
+
 /// "model.x.weight" + part "weight_scale" -> "model.x.weight_scale"; an expert index stays at
 /// the end ("linear_fc1.weight3" -> "linear_fc1.weight_scale3"); a tensor not named weight keeps
 /// its name for the data and has its scales beside it ("experts.down_proj_weight_scale").

@@ -24,6 +24,15 @@ llvm::Error stepError(const Step &step, const std::string &message) {
                                  step.rule.c_str());
 }
 
+/// The tensor value `v` of the step is loaded from, for errors about its contents; empty for a
+/// value an instruction computes.
+llvm::StringRef loadedTensor(const Step &step, uint32_t v) {
+  for (const Instr &i : step.instrs)
+    if (i.op == InstrOp::Load && i.out[0] == v)
+      return i.tensor;
+  return {};
+}
+
 /// Bytes of working memory a step may hold at once: values that compute ops materialize.
 /// Structural ops only rearrange views, so a rename of a 10 GB tensor needs none.
 uint64_t workingBytes(const Step &step) {
@@ -238,7 +247,7 @@ llvm::Expected<RtValue> StepRunner::compute(const Step &step, const Instr &instr
     RtValue &in = values[instr.in[0]];
     llvm::Expected<RtValue> result = RtValue();
     if (instr.op == InstrOp::Dequantize) {
-      result = dequantizeValue(in, outType.dtype, kernels_);
+      result = dequantizeValue(in, outType.dtype, kernels_, loadedTensor(step, instr.in[0]));
     } else {
       bool exact = true;
       result = renameQuantized(in, outType, exact);
@@ -395,7 +404,7 @@ llvm::Expected<std::vector<RtValue>> StepRunner::join(const Step &step, const In
       std::vector<RtValue> plain;
       std::vector<RtValue *> bundles;
       for (uint32_t v : instr.in) {
-        auto p = dequantizeValue(values[v], DType::F32, kernels_);
+        auto p = dequantizeValue(values[v], DType::F32, kernels_, loadedTensor(step, v));
         if (!p)
           return stepError(step, llvm::toString(p.takeError()));
         plain.push_back(std::move(*p));
@@ -409,14 +418,14 @@ llvm::Expected<std::vector<RtValue>> StepRunner::join(const Step &step, const In
       if (first.quant.kind == QuantKind::Nvfp4)
         global = largestGlobalScales(bundles);
       const ValueType &target = step.values[instr.out[0]];
-      const RtValue *inputScale = nullptr;
-      std::vector<const RtValue *> scales = sharedScales(*in[0]);
-      if (target.quant.inputScale && !scales.empty())
-        inputScale = scales.back();
-      auto q = quantizeValue(joined[0], target, kernels_, global, inputScale);
+      std::optional<RtValue> inputScale;
+      if (target.quant.inputScale)
+        inputScale = largestInputScale(bundles);
+      auto q = quantizeValue(joined[0], target, kernels_, global, inputScale ? &*inputScale : nullptr);
       if (!q)
         return stepError(step, llvm::toString(q.takeError()));
-      notes.push_back("requantized " + step.summary + " (" + step.rule + "): its parts' scales differed");
+      notes.push_back("requantized " + step.summary + " (" + step.rule + "): its parts' scales differed" +
+                      (inputScale ? "; input_scale is the largest of theirs" : ""));
       std::vector<RtValue> out;
       out.push_back(std::move(*q));
       return out;

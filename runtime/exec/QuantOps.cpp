@@ -1,8 +1,10 @@
 #include "runtime/exec/QuantOps.h"
 
+#include "kernels/Convert.h"
 #include "kernels/Quant.h"
 #include "kernels/QuantMath.h"
 
+#include <cmath>
 #include <cstring>
 
 namespace ckptmap {
@@ -88,21 +90,66 @@ std::vector<float> modelOptGlobals(const float *stored, int64_t n, QuantNaming n
   return out;
 }
 
+/// The first scale a dequantizer would multiply by that is not a positive finite number
+/// (NVFP4's weight_scale_2 may also be 0: an all-zero tensor), which would fill the output with
+/// NaN, infinities or flipped signs. `values` are the scales as the kernels use them.
+llvm::Error checkScales(llvm::ArrayRef<float> values, bool zeroAllowed, const QuantPart &part, llvm::StringRef tensor) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    float x = values[i];
+    if (fp::isFinite(x) && !std::signbit(x) && (x > 0 || zeroAllowed))
+      continue;
+    std::string name = tensor.empty() ? part.suffix : quantPartName(tensor, part);
+    // Where it sits in a grid of scales: (row, col), or (expert, row, col) in a stack.
+    std::string where;
+    if (part.shape.size() >= 2) {
+      int64_t cols = part.shape.back(), rows = part.shape[part.shape.size() - 2];
+      where = " (" + (part.shape.size() == 3 ? "expert " + std::to_string(int64_t(i) / (rows * cols)) + ", " : "") +
+              "row " + std::to_string(int64_t(i) / cols % rows) + ", col " + std::to_string(int64_t(i) % cols) + ")";
+    }
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "'%s': element %zu%s is %g; a quantization scale must be finite and positive",
+                                   name.c_str(), i, where.c_str(), double(x));
+  }
+  return llvm::Error::success();
+}
+
+/// A block scale part's values as F32.
+std::vector<float> scaleValues(const uint8_t *raw, size_t count, DType dtype) {
+  std::vector<float> out(count);
+  visitDType(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (conv::kIsF32Exact<T>)
+      for (size_t i = 0; i < count; ++i) {
+        T v;
+        std::memcpy(&v, raw + i * sizeof(T), sizeof(T));
+        out[i] = conv::toF32(v);
+      }
+  });
+  return out;
+}
+
 } // namespace
 
-llvm::Expected<RtValue> dequantizeValue(RtValue &in, DType to, KernelBackend &kernels) {
+llvm::Expected<RtValue> dequantizeValue(RtValue &in, DType to, KernelBackend &kernels, llvm::StringRef name) {
   const ValueType &t = in.type();
   Geometry g(t);
   std::vector<RtValue> holder;
   int di = g.index(QuantRole::Data), si = g.index(QuantRole::BlockScale), gi = g.index(QuantRole::GlobalScale);
   const uint8_t *data = bytesOf(in, di, holder);
   const uint8_t *scales = si >= 0 ? bytesOf(in, si, holder) : nullptr;
+  if (si >= 0) {
+    const QuantPart &p = g.parts[size_t(si)];
+    if (auto e = checkScales(scaleValues(scales, size_t(numElements(p.shape)), p.dtype), false, p, name))
+      return e;
+  }
   std::vector<float> globals;
   if (gi >= 0) {
     const uint8_t *raw = bytesOf(in, gi, holder);
     std::vector<float> stored(size_t(g.experts));
     std::memcpy(stored.data(), raw, stored.size() * sizeof(float));
     globals = modelOptGlobals(stored.data(), g.experts, t.quant.naming);
+    if (auto e = checkScales(globals, t.quant.kind == QuantKind::Nvfp4, g.parts[size_t(gi)], name))
+      return e;
   }
   size_t elem = dtypeSize(to);
   std::vector<uint8_t> out(size_t(numElements(t.shape)) * elem);
@@ -232,6 +279,37 @@ std::vector<float> largestGlobalScales(llvm::ArrayRef<RtValue *> bundles) {
   return best;
 }
 
+std::optional<RtValue> largestInputScale(llvm::ArrayRef<RtValue *> bundles) {
+  std::vector<float> stored, value; // the winners as stored, and as ModelOpt's scales
+  std::optional<ValueType> type;
+  for (RtValue *b : bundles) {
+    Geometry g(b->type());
+    int ii = g.index(QuantRole::InputScale);
+    if (ii < 0)
+      return std::nullopt;
+    type = plainType(g.parts[size_t(ii)]);
+    RtValue copy = b->parts()[size_t(ii)];
+    llvm::ArrayRef<uint8_t> raw = copy.contiguous();
+    std::vector<float> mine(raw.size() / sizeof(float));
+    std::memcpy(mine.data(), raw.data(), mine.size() * sizeof(float));
+    std::vector<float> real = modelOptGlobals(mine.data(), int64_t(mine.size()), b->type().quant.naming);
+    if (stored.empty()) {
+      stored = mine;
+      value = real;
+    }
+    for (size_t i = 0; i < std::min(real.size(), value.size()); ++i)
+      if (real[i] > value[i]) {
+        value[i] = real[i];
+        stored[i] = mine[i];
+      }
+  }
+  if (!type)
+    return std::nullopt;
+  std::vector<uint8_t> bytes(stored.size() * sizeof(float));
+  std::memcpy(bytes.data(), stored.data(), bytes.size());
+  return RtValue(*type, TensorBytes::owned(std::move(bytes)));
+}
+
 llvm::Expected<std::vector<float>> sharedQuantScales(llvm::ArrayRef<RtValue *> plain, QuantKind kind,
                                                      KernelBackend &kernels) {
   if (kind != QuantKind::Nvfp4 && kind != QuantKind::Fp8Tensor)
@@ -245,7 +323,7 @@ llvm::Expected<std::vector<float>> sharedQuantScales(llvm::ArrayRef<RtValue *> p
     amax.resize(std::max(amax.size(), experts), 0.0f);
     for (size_t e = 0; e < experts; ++e) {
       float a = 0;
-      KernelStatus s = kernels.amax(t.dtype, data + e * n * dtypeSize(t.dtype), n, 0, a);
+      KernelStatus s = kernels.amax(t.dtype, data + e * n * dtypeSize(t.dtype), n, size_t(t.shape.back()), a);
       if (!s)
         return failed("quantize", s);
       amax[e] = std::max(amax[e], a);

@@ -11,8 +11,10 @@
 
 namespace ckptmap {
 
-/// A plain value of dtype `to` (F32, BF16, F16) holding the numbers of bundle `in`.
-llvm::Expected<RtValue> dequantizeValue(RtValue &in, DType to, KernelBackend &kernels);
+/// A plain value of dtype `to` (F32, BF16, F16) holding the numbers of bundle `in`; an error
+/// naming the part (of logical tensor `name`) when a scale is NaN, infinite, zero or negative.
+llvm::Expected<RtValue> dequantizeValue(RtValue &in, DType to, KernelBackend &kernels,
+                                        llvm::StringRef name = {});
 
 /// Quantizes plain `in` (F32, BF16, F16) into `target`'s format. `globals` fixes the per-matrix
 /// scale (NVFP4's weight_scale_2, FP8's weight_scale), one per expert, instead of deriving it from
@@ -39,5 +41,9 @@ std::vector<const RtValue *> sharedScales(const RtValue &bundle);
 /// The largest NVFP4 global scale (as weight_scale_2) per matrix over the bundles: what a
 /// requantized join uses, so no part's block scales overflow.
 std::vector<float> largestGlobalScales(llvm::ArrayRef<RtValue *> bundles);
+
+/// The input_scale a requantized join keeps: per matrix, the largest of the bundles' (as engines
+/// do when they fuse q/k/v or gate/up), so no part's activations clip. Bundles without one: none.
+std::optional<RtValue> largestInputScale(llvm::ArrayRef<RtValue *> bundles);
 
 } // namespace ckptmap

@@ -105,6 +105,9 @@ llvm::Expected<std::unique_ptr<CheckpointWriter>> CheckpointWriter::create(
   }
   std::string parent = parentOf(w->outDir_);
   std::string name = llvm::sys::path::filename(w->outDir_).str();
+  struct stat parentStat;
+  if (::stat(parent.c_str(), &parentStat) == 0 && !S_ISDIR(parentStat.st_mode))
+    return systemError(parent, "create '" + name + "' in it", ENOTDIR); // access() would say EACCES
   if (::access(parent.c_str(), W_OK | X_OK) != 0)
     return systemError(parent, "create '" + name + "' in it", errno);
 

@@ -4,7 +4,7 @@
 // the layout of every shard is fixed at creation: headers are written and files sized at
 // once, and tensors may then arrive in any order, from any thread. The output is built in a
 // temporary directory beside the target and renamed into place by finish(); a writer
-// destroyed before that, or a SIGINT/SIGTERM, leaves nothing behind.
+// destroyed before that, or a SIGINT/SIGTERM/SIGHUP, leaves nothing behind.
 #pragma once
 
 #include "runtime/io/ShardLayout.h"

@@ -75,13 +75,39 @@ private:
 };
 
 /// nlohmann's what() is "[json.exception.parse_error.101] parse error at line 1, column 2:
-/// DETAIL"; the position is reported separately, so keep only DETAIL.
+/// DETAIL" (other kinds: "[json.exception.out_of_range.406] DETAIL"); the position is
+/// reported separately, so keep only DETAIL.
 std::string parseErrorDetail(const char *what) {
   llvm::StringRef text(what);
-  size_t start = text.find("parse error");
-  size_t colon = text.find(": ", start == llvm::StringRef::npos ? 0 : start);
-  return colon == llvm::StringRef::npos ? text.str() : text.drop_front(colon + 2).str();
+  if (text.startswith("[json.exception."))
+    text = text.split("] ").second;
+  if (text.startswith("parse error"))
+    text = text.split(": ").second;
+  return text.str();
 }
+
+/// A SAX handler that keeps nothing and records where parsing stopped: nlohmann reports a
+/// number too large for a double as out_of_range, which carries no position.
+struct ErrorLocator {
+  using json = nlohmann::json;
+  bool null() { return true; }
+  bool boolean(bool) { return true; }
+  bool number_integer(json::number_integer_t) { return true; }
+  bool number_unsigned(json::number_unsigned_t) { return true; }
+  bool number_float(json::number_float_t, const json::string_t &) { return true; }
+  bool string(json::string_t &) { return true; }
+  bool binary(json::binary_t &) { return true; }
+  bool start_object(std::size_t) { return true; }
+  bool key(json::string_t &) { return true; }
+  bool end_object() { return true; }
+  bool start_array(std::size_t) { return true; }
+  bool end_array() { return true; }
+  bool parse_error(std::size_t position, const std::string &, const nlohmann::detail::exception &) {
+    byte = position;
+    return false;
+  }
+  size_t byte = 0;
+};
 
 } // namespace
 
@@ -95,6 +121,11 @@ std::optional<JsonParseFailure> parseJsonStrict(llvm::StringRef text, nlohmann::
         });
   } catch (const nlohmann::json::parse_error &e) {
     return JsonParseFailure(JsonSyntaxError{e.byte, parseErrorDetail(e.what())});
+  } catch (const nlohmann::json::exception &e) {
+    // Well-formed text the parser still refuses, such as a number beyond a double's range.
+    ErrorLocator locator;
+    nlohmann::json::sax_parse(text.begin(), text.end(), &locator);
+    return JsonParseFailure(JsonSyntaxError{locator.byte, parseErrorDetail(e.what())});
   }
   if (finder.found())
     return JsonParseFailure(std::move(*finder.found()));

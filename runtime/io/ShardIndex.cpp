@@ -3,17 +3,20 @@
 #include "runtime/io/IoError.h"
 #include "runtime/io/Json.h"
 
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/raw_ostream.h"
 
 #include <optional>
 
 namespace ckptmap {
 namespace {
 
-/// A shard name must stay inside the checkpoint directory: no absolute path, no "..".
+/// A shard name must stay inside the checkpoint directory: no absolute path, no "..", and no
+/// NUL, which would end the name the file system sees early.
 bool staysInside(llvm::StringRef shard) {
-  if (shard.empty() || llvm::sys::path::is_absolute(shard))
+  if (shard.empty() || llvm::sys::path::is_absolute(shard) || shard.contains('\0'))
     return false;
   for (auto it = llvm::sys::path::begin(shard), end = llvm::sys::path::end(shard); it != end;
        ++it)
@@ -51,23 +54,15 @@ std::optional<ShardIndex> scanPlainShardIndex(llvm::StringRef path, llvm::String
   return ShardIndex{path.str(), std::move(weightMap)};
 }
 
-llvm::Expected<ShardIndex> readShardIndex(llvm::StringRef path) {
-  llvm::Expected<std::string> text = readTextFile(path);
-  if (!text)
-    return text.takeError();
-  if (std::optional<ShardIndex> index = scanPlainShardIndex(path, *text))
-    return std::move(*index);
-  return parseShardIndexJson(path, *text);
-}
-
 llvm::Expected<ShardIndex> parseShardIndexJson(llvm::StringRef path, llvm::StringRef text) {
-  llvm::Expected<nlohmann::json> root = parseJsonFileText(path, text);
-  if (!root)
-    return root.takeError(); // a tensor listed twice shows as "duplicate key ... in /weight_map"
-  if (!root->is_object())
+  llvm::Expected<nlohmann::json> parsed = parseJsonFileText(path, text);
+  if (!parsed)
+    return parsed.takeError(); // a tensor listed twice shows as "duplicate key ... in /weight_map"
+  const nlohmann::json &root = *parsed;
+  if (!root.is_object())
     return ioError(path + ": not a JSON object");
-  auto wm = root->find("weight_map");
-  if (wm == root->end() || !wm->is_object())
+  auto wm = root.find("weight_map");
+  if (wm == root.end() || !wm->is_object())
     return ioError(path + ": no 'weight_map' object");
 
   ShardIndex index;
@@ -76,12 +71,29 @@ llvm::Expected<ShardIndex> parseShardIndexJson(llvm::StringRef path, llvm::Strin
     if (!shard.is_string())
       return ioError(path + ": weight_map entry '" + tensor + "' is not a string");
     const std::string &name = shard.get_ref<const std::string &>();
-    if (!staysInside(name))
-      return ioError(path + ": weight_map entry '" + tensor + "' names shard '" + name +
+    if (!staysInside(name)) {
+      std::string shown;
+      llvm::raw_string_ostream os(shown);
+      llvm::printEscapedString(name, os); // a NUL, say, as \00
+      return ioError(path + ": weight_map entry '" + tensor + "' names shard '" + os.str() +
                      "' outside the checkpoint directory");
+    }
     index.weightMap.emplace(tensor, name);
   }
   return index;
+}
+
+llvm::Expected<ShardIndex> parseShardIndex(llvm::StringRef text, llvm::StringRef path) {
+  if (std::optional<ShardIndex> index = scanPlainShardIndex(path, text))
+    return std::move(*index);
+  return parseShardIndexJson(path, text);
+}
+
+llvm::Expected<ShardIndex> readShardIndex(llvm::StringRef path) {
+  llvm::Expected<std::string> text = readTextFile(path);
+  if (!text)
+    return text.takeError();
+  return parseShardIndex(*text, path);
 }
 
 } // namespace ckptmap

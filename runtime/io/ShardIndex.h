@@ -19,8 +19,10 @@ struct ShardIndex {
 /// the checkpoint directory. Whether the shards agree with it is the reader's business.
 llvm::Expected<ShardIndex> readShardIndex(llvm::StringRef path);
 
-// readShardIndex's two paths for the text read from `path`, for tests that hold them to the
-// same results.
+/// The same for an index's text already in memory; `path` is what errors call it.
+llvm::Expected<ShardIndex> parseShardIndex(llvm::StringRef text, llvm::StringRef path);
+
+// parseShardIndex's two paths, for tests that hold them to the same results.
 
 /// The fast path: an index in PlainJsonScanner's subset with valid entries, read without a
 /// JSON tree. nullopt for any other index, valid or not.

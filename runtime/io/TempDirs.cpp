@@ -34,7 +34,9 @@ struct Slot {
 Slot gSlots[kMaxSlots];
 static_assert(std::atomic<int>::is_always_lock_free, "slot states must be signal-safe");
 
-constexpr int kSignals[] = {SIGINT, SIGTERM};
+/// The signals that end a run from outside (Ctrl-C, kill, a closed terminal); each removes
+/// the partial outputs before the process dies.
+constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
 
 /// The kernel's record layout for getdents64 (glibc only wraps it from 2.30 on).
 struct LinuxDirent64 {

@@ -1,4 +1,4 @@
-// Temporary output directories and their cleanup, including on SIGINT/SIGTERM.
+// Temporary output directories and their cleanup, including on SIGINT/SIGTERM/SIGHUP.
 //
 // A signal may arrive at any instruction, so the handler may only use async-signal-safe
 // calls. Rather than set a flag for some thread to poll (a thread blocked in a long write or

@@ -189,6 +189,40 @@ TEST_CASE("plan JSON: malformed plans are refused with the place and the reason"
     j["outputs"][0]["shape"] = {12.5, 8};
     CHECK(readError(j) == "plan: outputs[0]: shape entries must be non-negative integers");
   }
+  // Numbers of the wrong kind are refused, not converted (a float to an int, a negative to an
+  // unsigned), and entries of the wrong type are errors, not exceptions.
+  {
+    json j = good;
+    j["steps"][0]["instrs"][2]["dim"] = 0.5;
+    CHECK(readError(j) == "plan: steps[0].instrs[2]: 'dim' has the wrong type");
+  }
+  {
+    json j = good;
+    j["steps"][0]["instrs"][2]["in"] = {-1, 1};
+    CHECK(readError(j) == "plan: steps[0].instrs[2]: 'in' has the wrong type");
+  }
+  {
+    json j = good;
+    j["choices"] = {"norms"};
+    CHECK(readError(j) == "plan: choices[0]: not an object");
+  }
+  {
+    json j = good;
+    j["drops"] = {{{"tensor", "x"}, {"reason", 5}}};
+    CHECK(readError(j) == "plan: drops[0]: 'reason' has the wrong type");
+  }
+  {
+    json j = good;
+    j["gaps"] = json::object();
+    CHECK(readError(j) == "plan: gaps: not a list");
+  }
+  {
+    json j = good;
+    j["outputs"][0]["quant"] = {{"format", "nvfp4"}, {"naming", 3}};
+    CHECK(readError(j) == "plan: outputs[0]: naming must be \"modelopt\" or \"compressed-tensors\"");
+    j["outputs"][0]["quant"] = {{"format", "nvfp4"}, {"input_scale", "yes"}};
+    CHECK(readError(j) == "plan: outputs[0]: input_scale must be true or false");
+  }
 }
 
 TEST_CASE("plan JSON: verifyPlanTypes catches tampered types") {

@@ -236,3 +236,20 @@ mapping mcore <-> hf { "a" = "b" }
 1 error generated.
 )d");
 }
+
+TEST_CASE("syntax: bytes that are not UTF-8") {
+  // A Latin-1 "é" in a comment, then a lone continuation byte: the first is reported, where it
+  // sits (columns count characters, "ü" is one).
+  CHECK_DIAGS(checkDiagnostics("rulebook demo { model_types \"demo\" } // \xc3\xbc\n"
+                               "// caf\xe9\n"
+                               "mapping mcore <-> hf { \"a\" = \"b\" }\n"),
+              "test.rules:2:7: error: the file is not valid UTF-8 here\n"
+              "    2 | // caf\xe9\n"
+              "      |       ^\n"
+              "1 error generated.\n");
+  CHECK_DIAGS(checkDiagnostics("rulebook demo { model_types \"de\x80mo\" }\n"),
+              "test.rules:1:32: error: the file is not valid UTF-8 here\n"
+              "    1 | rulebook demo { model_types \"de\x80mo\" }\n"
+              "      |                                ^\n"
+              "1 error generated.\n");
+}

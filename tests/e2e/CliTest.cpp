@@ -286,6 +286,8 @@ TEST_CASE("command line: the rulebook of docs/authoring.md converts its toy fami
   CHECK(readFile(log).find("mtp.layers.0.eh_proj.weight ") != std::string::npos);
   CHECK(runCli("run -q " + rules + " " + q(tmp / "mcore") + " " + q(tmp / "hf") + " --hf-base " + q(toy), log) == 0);
   CHECK(runCli("diff " + q(toy) + " " + q(tmp / "hf"), log) == 0);
+}
+
 TEST_CASE("command line: a reader that stops early is no error") {
   REQUIRE_MESSAGE(fs::exists(ckptmapBinary()), "build the ckptmap binary first");
   TempDir tmp;
@@ -319,4 +321,16 @@ TEST_CASE("command line: a reader that stops early is no error") {
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(readFile(err) == "");
+}
+
+TEST_CASE("command line: the summary of a run that keeps every name") {
+  TempDir tmp;
+  const std::string log = tmp / "log";
+  // Quantizing merges the steps of parts quantized together (q/k/v, gate/up); the summary still
+  // counts rule instances, and names no rulebook.
+  REQUIRE(runCli("quantize --no-progress --format fp8 " + q(hubDir("deepseek_v3")) + " " + q(tmp / "q"), log) == 0);
+  std::string text = readFile(log);
+  CHECK(startsWith(text, "hf, every name kept: 99 tensors read, 99 written ("));
+  CHECK(text.find("\n  steps: same name 99\n  quantization: 68 weights quantized, 0 dequantized, 0 renamed; 8 "
+                  "matrices left unquantized\n") != std::string::npos);
 }

@@ -216,6 +216,31 @@ inline ConvertSummary convertOk(const std::string &in, const std::string &out, C
   return std::move(*summary);
 }
 
+/// The bytes of one tensor of a checkpoint.
+inline std::vector<uint8_t> bytesOf(const TensorSource &source, const std::string &name) {
+  const SourceTensor *t = source.find(name);
+  REQUIRE_MESSAGE(t != nullptr, "no tensor " << name);
+  auto b = requireValue(source.read(*t));
+  return std::vector<uint8_t>(b.bytes().begin(), b.bytes().end());
+}
+
+/// What `ckptmap quantize` does: every name kept, the eligible weights quantized to `kind`.
+inline ConvertOptions quantizeOptions(QuantKind kind, QuantNaming naming = QuantNaming::ModelOpt) {
+  ConvertOptions o;
+  o.identity = true;
+  o.bind.from = o.bind.to = "hf";
+  o.quant.quantize.kind = kind;
+  o.quant.quantize.naming = naming;
+  o.write.maxShardSize = 200'000;
+  return o;
+}
+
+/// Quantizes a checkpoint into `out` (REQUIREs success) and returns the run's summary.
+inline ConvertSummary quantizeInto(const std::string &in, const std::string &out, QuantKind kind,
+                                   QuantNaming naming = QuantNaming::ModelOpt) {
+  return convertOk(in, out, quantizeOptions(kind, naming));
+}
+
 /// A directory holding one checkpoint file as model.safetensors and the config files of
 /// `configDir`, so it opens like a checkpoint directory (the in-memory fixture has its config
 /// in hub/).

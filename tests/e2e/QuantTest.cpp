@@ -19,23 +19,6 @@ const Format kFormats[] = {{"nvfp4", QuantKind::Nvfp4},
                            {"fp8-block", QuantKind::Fp8Block},
                            {"mxfp8", QuantKind::Mxfp8}};
 
-ConvertOptions quantizeOptions(QuantKind kind, QuantNaming naming = QuantNaming::ModelOpt) {
-  ConvertOptions o;
-  o.identity = true;
-  o.bind.from = o.bind.to = "hf";
-  o.quant.quantize.kind = kind;
-  o.quant.quantize.naming = naming;
-  o.write.maxShardSize = 200'000;
-  return o;
-}
-
-std::vector<uint8_t> bytesOf(const TensorSource &source, const std::string &name) {
-  const SourceTensor *t = source.find(name);
-  REQUIRE_MESSAGE(t != nullptr, "no tensor " << name);
-  auto b = requireValue(source.read(*t));
-  return std::vector<uint8_t>(b.bytes().begin(), b.bytes().end());
-}
-
 QuantFormat kernelFormat(QuantKind k) {
   switch (k) {
   case QuantKind::Nvfp4: return QuantFormat::Nvfp4;
@@ -43,12 +26,6 @@ QuantFormat kernelFormat(QuantKind k) {
   case QuantKind::Fp8Block: return QuantFormat::Fp8Block;
   default: return QuantFormat::Mxfp8;
   }
-}
-
-/// Quantizes a checkpoint into `out` (REQUIREs success) and returns the run's summary.
-ConvertSummary quantizeInto(const std::string &in, const std::string &out, QuantKind kind,
-                            QuantNaming naming = QuantNaming::ModelOpt) {
-  return convertOk(in, out, quantizeOptions(kind, naming));
 }
 
 } // namespace
@@ -144,6 +121,7 @@ TEST_CASE("quantize: the eligible weights of every family, in every format, as t
         CHECK(qc["quant_method"] == "modelopt");
         CHECK(qc["quant_algo"] == (f.kind == QuantKind::Nvfp4 ? "NVFP4" : "FP8"));
         json hf = readJson(out + "/hf_quant_config.json");
+        CHECK(hf["producer"]["name"] == "modelopt"); // vLLM loads the file from no other producer
         CHECK(hf["quantization"]["quant_algo"] == qc["quant_algo"]);
         CHECK(hf["quantization"]["exclude_modules"] == json(summary.quant.excludedModules));
       } else {

@@ -47,6 +47,14 @@ TEST_CASE("header: length above the sanity bound") {
         f.path + ": header length 18446744073709551615 exceeds the limit of 100000000 bytes");
 }
 
+TEST_CASE("header: a number beyond a double's range is an error, not an abort") {
+  BadFile f;
+  CHECK(f.openHeader(R"({"w": {"dtype": "U8", "shape": [1e400], "data_offsets": [0, 0]}})") ==
+        f.path + ": header is not valid JSON at byte 37: number overflow parsing '1e400'");
+  CHECK(f.openHeader(R"({"__metadata__": {"x": -1e999}})") ==
+        f.path + ": header is not valid JSON at byte 29: number overflow parsing '-1e999'");
+}
+
 TEST_CASE("header: not JSON, or not an object") {
   BadFile f;
   CHECK(f.openHeader(R"({"a": })") ==

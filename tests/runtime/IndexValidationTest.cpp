@@ -77,6 +77,12 @@ TEST_CASE("index: malformed index files") {
   CHECK(s.open(weightMap(R"("a": "/etc/x.safetensors")")) ==
         s.index + ": weight_map entry 'a' names shard '/etc/x.safetensors' outside the "
                   "checkpoint directory");
+  // A NUL would end the name the file system sees early; the message shows it escaped.
+  CHECK(s.open(weightMap(R"("a": "..\u0000/x.safetensors")")) ==
+        s.index + ": weight_map entry 'a' names shard '..\\00/x.safetensors' outside the checkpoint "
+                  "directory");
+  CHECK(s.open(R"({"metadata": {"total_size": 1e400}, "weight_map": {}})") ==
+        s.index + ": not valid JSON at byte 33: number overflow parsing '1e400'");
 }
 
 TEST_CASE("index: shards disagreeing with the index") {

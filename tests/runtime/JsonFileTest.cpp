@@ -19,6 +19,10 @@ TEST_CASE("readJsonFile: fixture config, missing, invalid, duplicate keys") {
   CHECK(errorText(readJsonFile(dir / "bad.json")) ==
         dir / "bad.json" + ": not valid JSON at byte 19: syntax error while parsing value - "
                            "invalid literal; last read: '\"b\": tru}'");
+  // Well-formed, but a number no double holds: an error with its position, not an abort.
+  writeFile(dir / "big.json", "{\"hidden_size\": 64,\n \"rope_theta\": 1e400}");
+  CHECK(errorText(readJsonFile(dir / "big.json")) ==
+        dir / "big.json" + ": not valid JSON at byte 40: number overflow parsing '1e400'");
   writeFile(dir / "dup.json", R"({"a": {"b": [{"c": 1, "c": 2}]}})");
   CHECK(errorText(readJsonFile(dir / "dup.json")) ==
         dir / "dup.json" + ": duplicate key 'c' in /a/b/0");

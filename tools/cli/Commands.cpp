@@ -183,10 +183,12 @@ std::unique_ptr<Compiled> compileFromArgs(const ParsedArgs &args, const std::str
   return c;
 }
 
+/// How many rule instances of each kind the plan runs.
 std::map<std::string, size_t> stepKinds(const Plan &plan) {
   std::map<std::string, size_t> kinds;
   for (const Step &s : plan.steps)
-    ++kinds[s.summary];
+    for (llvm::StringRef summary : s.summaries())
+      ++kinds[summary.str()];
   return kinds;
 }
 
@@ -215,8 +217,13 @@ json planSummaryJson(const Plan &plan) {
 }
 
 void printPlanSummary(const Plan &plan, llvm::raw_ostream &os) {
-  os << plan.from << " -> " << plan.to << " with " << plan.rulebook << " (" << plan.family << "): " << plan.inputs.size()
-     << " tensors read, " << plan.outputs.size() << " written (" << formatBytes(plan.outputBytes()) << ")\n";
+  // A plan made without a rulebook (quantize, dequantize in place) keeps every name.
+  if (plan.rulebook.empty())
+    os << plan.from << ", every name kept: ";
+  else
+    os << plan.from << " -> " << plan.to << " with " << plan.rulebook << " (" << plan.family << "): ";
+  os << plan.inputs.size() << " tensors read, " << plan.outputs.size() << " written ("
+     << formatBytes(plan.outputBytes()) << ")\n";
   std::vector<std::string> kinds;
   for (const auto &[kind, n] : stepKinds(plan))
     kinds.push_back(kind + " " + std::to_string(n));

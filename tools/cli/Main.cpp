@@ -44,6 +44,9 @@ static int finishOutput(int status) {
 int main(int argc, char **argv) {
   // A closed pipe shows as a write error (see finishOutput) rather than killing the process.
   std::signal(SIGPIPE, SIG_IGN);
+  // Past a file-size limit (ulimit -f) a write then fails with EFBIG, which the writers report
+  // and clean up after, instead of the signal killing the process mid-write.
+  std::signal(SIGXFSZ, SIG_IGN);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     printUsage(llvm::outs());
