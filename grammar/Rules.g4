@@ -15,6 +15,12 @@ header
 headerField
     : 'model_types' STRING (',' STRING)*                        # modelTypes
     | 'description' STRING                                      # description
+    | 'layout' name=IDENT (doc=STRING)? '{' layoutPick* '}'     # layoutDecl
+    ;
+
+// One choice of a named layout: `hf_experts = fused`.
+layoutPick
+    : choice=IDENT '=' chosen=IDENT
     ;
 
 item

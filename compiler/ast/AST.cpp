@@ -34,6 +34,13 @@ const BlockDecl *Rulebook::findBlock(llvm::StringRef name) const {
   return nullptr;
 }
 
+const LayoutDecl *Rulebook::findLayout(llvm::StringRef name) const {
+  for (const LayoutDecl &layout : layouts)
+    if (layout.name == name)
+      return &layout;
+  return nullptr;
+}
+
 static const Stmt *statementIn(const StmtList &body, SourceLoc loc) {
   for (const StmtPtr &stmt : body) {
     if (stmt->range().begin == loc)
@@ -325,6 +332,12 @@ void Rulebook::dump(llvm::raw_ostream &os) const {
     for (size_t i = 0; i < modelTypes.size(); ++i)
       os << (i ? ", " : " ") << quoted(modelTypes[i]);
     os << "\n";
+  }
+  for (const LayoutDecl &l : layouts) {
+    os << "  layout " << l.name << " {";
+    for (const LayoutDecl::Pick &p : l.picks)
+      os << " " << p.choice << " = " << p.variant;
+    os << " }\n";
   }
   os << "}\n";
   for (const auto &p : params)

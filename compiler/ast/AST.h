@@ -330,6 +330,18 @@ struct Include {
   SourceRange range;
 };
 
+/// `layout NAME "doc" { choice = variant ... }`: a named set of variants, the values of
+/// `--layout` (the first declared is the default where nothing else decides).
+struct LayoutDecl {
+  struct Pick {
+    std::string choice, variant;
+    SourceRange choiceRange, variantRange;
+  };
+  std::string name, doc;
+  SourceRange nameRange;
+  std::vector<Pick> picks;
+};
+
 /// A rulebook and everything it includes, merged.
 class Rulebook {
 public:
@@ -337,6 +349,7 @@ public:
   SourceRange nameRange;
   std::vector<std::string> modelTypes;
   std::string description;
+  std::vector<LayoutDecl> layouts;
   std::vector<Include> includes;
   std::vector<std::unique_ptr<ParamStmt>> params;
   std::vector<std::unique_ptr<AssertStmt>> asserts;
@@ -344,6 +357,7 @@ public:
   std::vector<std::unique_ptr<MappingDecl>> mappings;
 
   const BlockDecl *findBlock(llvm::StringRef name) const;
+  const LayoutDecl *findLayout(llvm::StringRef name) const;
   /// The statement of a mapping or block that starts at `loc`, if any (explain quotes it).
   const Stmt *statementAt(SourceLoc loc) const;
   void dump(llvm::raw_ostream &os) const;

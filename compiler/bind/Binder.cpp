@@ -42,6 +42,14 @@ struct Sink {
   std::vector<std::pair<std::string, const Stmt *>> missing;
   /// Source tensors consumed (present ones), to compare variants.
   std::vector<std::string> consumed;
+  /// A choice whose bound variant leaves tensors of another variant behind (a block mixing
+  /// two layouts), found while an outer variant was being tried: reported if that one binds.
+  struct Mixture {
+    SourceRange range;
+    std::string message;
+    std::vector<std::pair<std::string, SourceRange>> notes;
+  };
+  std::vector<Mixture> mixed;
 
   void append(Sink &&o) {
     auto move = [](auto &to, auto &from) { std::move(from.begin(), from.end(), std::back_inserter(to)); };
@@ -53,6 +61,7 @@ struct Sink {
     move(fallbacks, o.fallbacks);
     move(missing, o.missing);
     move(consumed, o.consumed);
+    move(mixed, o.mixed);
   }
 };
 
@@ -102,6 +111,8 @@ private:
   bool leftIsSource_ = true;
   unsigned probeDepth_ = 0; ///< inside a variant being tried
   std::set<const ChooseStmt *> refusedVariant_; ///< where --variant was reported not to fit
+  const LayoutDecl *layout_ = nullptr;        ///< --layout
+  const LayoutDecl *defaultLayout_ = nullptr; ///< the first declared: the official release's
   /// Rules with captures that matched nothing, with the pattern at each place: one warning
   /// per rule, however many loop iterations or uses it has.
   std::vector<std::pair<const RuleStmt *, std::vector<std::string>>> unmatched_;
@@ -553,12 +564,13 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
     if (a.sink.missing.empty())
       full.push_back(&a);
 
-  auto describeAttempts = [&](Diagnostic &d) {
+  auto attemptNotes = [&] {
+    std::vector<std::pair<std::string, SourceRange>> notes;
     for (const Attempt &a : attempts) {
       if (a.sink.missing.empty()) {
-        d.note("variant '" + a.variant->name + "' matches (" + std::to_string(a.sources.size()) +
-                   (a.sources.size() == 1 ? " tensor)" : " tensors)"),
-               a.variant->nameRange);
+        notes.emplace_back("variant '" + a.variant->name + "' matches (" + std::to_string(a.sources.size()) +
+                               (a.sources.size() == 1 ? " tensor)" : " tensors)"),
+                           a.variant->nameRange);
         continue;
       }
       std::string text = "variant '" + a.variant->name + "' needs '" + a.sink.missing.front().first + "', which the checkpoint does not have";
@@ -566,8 +578,18 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
         text += " (and " + std::to_string(a.sink.missing.size() - 1) + " more missing)";
       if (!a.sources.empty())
         text += "; it found " + std::to_string(a.sources.size()) + " of its tensors, e.g. '" + a.sources.front().str() + "'";
-      d.note(text, a.variant->nameRange);
+      notes.emplace_back(text, a.variant->nameRange);
     }
+    return notes;
+  };
+  auto describeAttempts = [&](Diagnostic &d) {
+    for (auto &[text, range] : attemptNotes())
+      d.note(text, range);
+  };
+  auto report = [&](const Sink::Mixture &m) {
+    Diagnostic &d = diags_.error(m.range, m.message);
+    for (const auto &[text, range] : m.notes)
+      d.note(text, range);
   };
 
   Attempt *chosen = nullptr;
@@ -580,6 +602,10 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
           sink.missing.push_back(a.sink.missing.front());
           break;
         }
+      // What the variants found still counts: it tells a partial layout from an absent one.
+      for (Attempt &a : attempts)
+        for (llvm::StringRef s : a.sources)
+          sink.consumed.push_back(s.str());
       return true;
     }
     Diagnostic &d = diags_.error(choose.nameRange, "no variant of '" + choose.name + "' matches the checkpoint" + place);
@@ -633,6 +659,30 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
         }
         reason = "--variant " + choose.name + "=" + it->second;
       }
+      // A layout's pick for this choice, if it makes one.
+      auto layoutPick = [&](const LayoutDecl *layout) -> const LayoutDecl::Pick * {
+        if (!layout)
+          return nullptr;
+        for (const LayoutDecl::Pick &p : layout->picks)
+          if (p.choice == choose.name)
+            return &p;
+        return nullptr;
+      };
+      if (const LayoutDecl::Pick *p = chosen ? nullptr : layoutPick(layout_)) {
+        chosen = pick(p->variant);
+        if (!chosen) {
+          if (!refusedVariant_.insert(&choose).second)
+            return false;
+          std::vector<std::string> names;
+          for (const Attempt *a : maximal)
+            names.push_back(a->variant->name);
+          Diagnostic &d = diags_.error(p->variantRange, "--layout " + layout_->name + ": variant '" + p->variant +
+                                                            "' of '" + choose.name + "' does not fit the checkpoint" + place);
+          d.note("the variants that fit are " + llvm::join(names, ", "));
+          return false;
+        }
+        reason = "--layout " + layout_->name;
+      }
       if (!chosen) {
         for (const ChoiceRecord &r : options_.recorded)
           if (r.choice == choose.name && r.where == where && (chosen = pick(r.variant))) {
@@ -647,14 +697,40 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
             break;
           }
       }
+      if (const LayoutDecl::Pick *p = chosen ? nullptr : layoutPick(defaultLayout_); p && (chosen = pick(p->variant)))
+        reason = "default layout " + defaultLayout_->name;
       if (!chosen) {
         chosen = maximal.front();
         reason = "default (listed first)";
       }
     }
   }
+  // Tensors another variant would map that the bound one leaves: the block mixes two layouts
+  // (e.g. fused experts and some per-expert ones), which no variant describes.
+  std::vector<Sink::Mixture> mixed = std::move(chosen->sink.mixed);
+  chosen->sink.mixed.clear();
+  for (const Attempt &a : attempts) {
+    if (&a == chosen)
+      continue;
+    auto extra = llvm::find_if(a.sources, [&](llvm::StringRef s) {
+      return !std::binary_search(chosen->sources.begin(), chosen->sources.end(), s);
+    });
+    if (extra == a.sources.end())
+      continue;
+    mixed.push_back({choose.nameRange,
+                     "the checkpoint mixes variants of '" + choose.name + "'" + place + ": it has the tensors of '" +
+                         chosen->variant->name + "' and '" + extra->str() + "' of '" + a.variant->name + "'",
+                     attemptNotes()});
+    break;
+  }
+  if (probeDepth_ == 0 && !mixed.empty()) {
+    for (const Sink::Mixture &m : mixed)
+      report(m);
+    return false;
+  }
   sink.choices.push_back(ChoiceRecord{choose.name, where, chosen->variant->name, reason, choose.nameRange});
   sink.append(std::move(chosen->sink));
+  std::move(mixed.begin(), mixed.end(), std::back_inserter(sink.mixed));
   return true;
 }
 
@@ -903,6 +979,40 @@ bool Binder::checkCommandLine() {
       if (std::string guess = closestMatch(variant, it->second.variants); !guess.empty())
         d.note("did you mean '" + guess + "'?");
       d.note("its variants are " + llvm::join(it->second.variants, ", "));
+      ok = false;
+    }
+  }
+  // Every layout names choices and variants the rulebook has; --layout names a layout.
+  for (const LayoutDecl &layout : rb.layouts) {
+    for (const LayoutDecl::Pick &p : layout.picks) {
+      auto it = choices.find(p.choice);
+      if (it == choices.end()) {
+        Diagnostic &d = diags_.error(p.choiceRange, "layout '" + layout.name + "': the rulebook has no choice '" + p.choice + "'");
+        if (std::string guess = closestMatch(p.choice, choiceNames); !guess.empty())
+          d.note("did you mean '" + guess + "'?");
+        ok = false;
+      } else if (!llvm::is_contained(it->second.variants, p.variant)) {
+        Diagnostic &d = diags_.error(p.variantRange, "layout '" + layout.name + "': choice '" + p.choice +
+                                                         "' has no variant '" + p.variant + "'");
+        d.note("its variants are " + llvm::join(it->second.variants, ", "));
+        ok = false;
+      }
+    }
+  }
+  if (!rb.layouts.empty())
+    defaultLayout_ = &rb.layouts.front();
+  if (!options_.layout.empty()) {
+    layout_ = rb.findLayout(options_.layout);
+    if (!layout_) {
+      std::vector<std::string> names;
+      for (const LayoutDecl &l : rb.layouts)
+        names.push_back(l.name);
+      Diagnostic &d = diags_.error({}, "--layout " + options_.layout + ": rulebook '" + rb.name + "' has no layout '" +
+                                           options_.layout + "'");
+      std::string guess = closestMatch(options_.layout, names);
+      d.note(!guess.empty()   ? "did you mean '" + guess + "'?"
+             : names.empty() ? std::string("it declares no layouts")
+                             : "its layouts are " + llvm::join(names, ", "));
       ok = false;
     }
   }

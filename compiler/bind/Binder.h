@@ -20,6 +20,9 @@ struct BindOptions {
   std::map<std::string, Value> overrides;
   /// --variant choice=variant: preferred where the source does not decide.
   std::map<std::string, std::string> variants;
+  /// --layout NAME: the variants of a layout the rulebook declares, where the source does not
+  /// decide (after --variant, before what the input recorded).
+  std::string layout;
   /// Choices a previous run recorded (keyed by choice and place), preferred next.
   std::vector<ChoiceRecord> recorded;
   /// Names of tensors an earlier run kept aside, by the name they will be restored as.

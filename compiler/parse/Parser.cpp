@@ -163,7 +163,7 @@ private:
 
   static const std::vector<std::string> &keywords() {
     static const std::vector<std::string> words = {
-        "rulebook", "model_types", "description", "include", "param",  "block",
+        "rulebook", "model_types", "description", "layout", "include", "param",  "block",
         "mapping",  "optional",    "assert",      "for",     "in",     "if",
         "else",     "switch",      "case",        "default", "scope",  "use",
         "choose",   "variant",     "drop",        "because", "restore", "copy", "keep",
@@ -237,6 +237,16 @@ void Transformer::transformRulebook(RulesParser::RulebookContext *ctx, Rulebook 
             out.modelTypes.push_back(plainString(s->getSymbol()));
         } else if (auto *desc = dynamic_cast<RulesParser::DescriptionContext *>(field)) {
           out.description = plainString(desc->STRING()->getSymbol());
+        } else if (auto *layout = dynamic_cast<RulesParser::LayoutDeclContext *>(field)) {
+          LayoutDecl decl;
+          decl.name = layout->name->getText();
+          decl.nameRange = rangeOf(layout->name);
+          if (layout->doc)
+            decl.doc = plainString(layout->doc);
+          for (auto *pick : layout->layoutPick())
+            decl.picks.push_back({pick->choice->getText(), pick->chosen->getText(), rangeOf(pick->choice),
+                                  rangeOf(pick->chosen)});
+          out.layouts.push_back(std::move(decl));
         }
       }
     }
@@ -668,6 +678,7 @@ void parseWithIncludes(uint32_t file, SourceManager &sources, DiagnosticEngine &
       out.nameRange = local.nameRange;
       out.modelTypes = std::move(local.modelTypes);
       out.description = std::move(local.description);
+      out.layouts = std::move(local.layouts);
     }
     for (const Include &inc : local.includes) {
       llvm::SmallString<256> target(llvm::sys::path::parent_path(path));

@@ -223,11 +223,11 @@ TEST_CASE("command line: explain shows both ways, whole rules and the tensors th
   CHECK(runCli("explain --from hf --to mcore " + q(hub) + " model.visual.blocks.0.attn.qkv.weight", log) == 0);
   CHECK(readFile(log) ==
         "hf -> mcore: dropped: MCore holds the text model only; the vision tower comes from --hf-base\n"
-        "  rule " + rulebookFile("qwen3_5_moe") + ":107:3\n"
+        "  rule " + rulebookFile("qwen3_5_moe") + ":122:3\n"
         "    | drop hf \"model.visual.{*rest}\" because \"MCore holds the text model only; the vision tower comes from --hf-base\"\n"
         "    |   restore from base\n"
         "mcore -> hf: copy from --hf-base\n"
-        "  rule " + rulebookFile("qwen3_5_moe") + ":107:3\n"
+        "  rule " + rulebookFile("qwen3_5_moe") + ":122:3\n"
         "    | drop hf \"model.visual.{*rest}\" because \"MCore holds the text model only; the vision tower comes from --hf-base\"\n"
         "    |   restore from base\n"
         "    %0 = load 'model.visual.blocks.0.attn.qkv.weight' from --hf-base    : BF16 [96, 32]\n"

@@ -653,7 +653,7 @@ TEST_CASE("Qwen3.5-MoE configs that disagree with the tensors") {
     Synthetic s = qwen({});
     s.remove("model.language_model.layers.2.mlp.experts.1.");
     requireFailure("qwen3_5_moe", s,
-                   {"no variant of 'experts' matches the checkpoint at 'decoder.layers.2. = model.language_model.layers.2.'",
+                   {"no variant of 'hf_experts' matches the checkpoint at 'decoder.layers.2. = model.language_model.layers.2.'",
                     "needs 'model.language_model.layers.2.mlp.experts.1.gate_proj.weight'"});
   }
   SUBCASE("layer_types shorter than num_hidden_layers") {
@@ -754,7 +754,7 @@ TEST_CASE("DeepSeek-V3 configs that disagree with the tensors") {
     Synthetic s = deepseek({});
     s.remove("model.layers.2.mlp.experts.2.");
     requireFailure("deepseek_v3", s,
-                   {"no variant of 'experts' matches the checkpoint at 'decoder.layers.2. = model.layers.2.'",
+                   {"no variant of 'hf_experts' matches the checkpoint at 'decoder.layers.2. = model.layers.2.'",
                     "needs 'model.layers.2.mlp.experts.2.gate_proj.weight'"});
   }
   SUBCASE("an expert missing from the MTP layer") {
@@ -835,15 +835,16 @@ TEST_CASE("MiniMax-M3 configs that disagree with the tensors") {
     Synthetic s = minimax({});
     s.config["text_config"]["layer_types"][2] = "minimax_m3_sparse";
     requireFailure("minimax_m3", s,
-                   {"rule needs a tensor the checkpoint does not have: "
-                    "'language_model.model.layers.2.self_attn.index_q_proj.weight'"});
+                   {"no variant of 'text_layout' matches the checkpoint\n",
+                    "variant 'hub' needs 'language_model.model.layers.2.self_attn.index_q_proj.weight', which the "
+                    "checkpoint does not have"});
   }
   SUBCASE("an expert missing from the header") {
     Synthetic s = minimax({});
     s.remove("language_model.model.layers.1.block_sparse_moe.experts.0.");
     requireFailure("minimax_m3", s,
-                   {"no variant of 'experts' matches the checkpoint at 'decoder.layers.1. = language_model.model.layers.1.'",
-                    "needs 'language_model.model.layers.1.block_sparse_moe.experts.0.w1.weight'"});
+                   {"no variant of 'text_layout' matches the checkpoint\n",
+                    "variant 'hub' needs 'language_model.model.layers.1.block_sparse_moe.experts.0.w1.weight'"});
   }
   SUBCASE("mlp_layer_types shorter than the layers") {
     Synthetic s = minimax({});

@@ -34,6 +34,8 @@ std::vector<OptionSpec> compileOptions() {
       {"to", 0, "CONV", "convention of the output (default: recorded in the input)"},
       {"define", 'D', "NAME=VALUE", "override a rulebook parameter (value as JSON, else a string)", true},
       {"variant", 0, "CHOICE=NAME", "prefer a variant where the input does not decide (e.g. norms=local)", true},
+      {"layout", 0, "NAME", "write the layout the rulebook names so (e.g. official, saved; default: the one the "
+                            "input came from, recorded in it, else the official release's)"},
       {"hf-config", 0, "PATH", "config.json to use when the input has none (Megatron checkpoints)"},
       {"hf-base", 0, "DIR", "the original HF checkpoint, for the parts MCore does not hold"},
       {"any-model-type", 0, "", "accept a config whose model_type the rulebook does not list"},
@@ -123,6 +125,7 @@ llvm::Expected<ConvertOptions> conversionOptions(const ParsedArgs &args, const O
       return llvm::createStringError(llvm::inconvertibleErrorCode(), "--variant expects CHOICE=NAME, got '%s'", v.c_str());
     o.bind.variants[choice.str()] = name.str();
   }
+  o.bind.layout = args.get("layout");
   o.bind.anyModelType = args.has("any-model-type");
   o.hfConfig = args.get("hf-config");
   o.hfBase = args.get("hf-base");
