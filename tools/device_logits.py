@@ -79,6 +79,7 @@ def main(argv):
         hub = os.path.join(args.fixtures, family, "hub")
         cases.append((f"{family} fixture (control)", hub, family))
         mcore, back = os.path.join(work, family, "mcore"), os.path.join(work, family, "hf")
+        os.makedirs(os.path.join(work, family), exist_ok=True)  # ckptmap creates OUT, not its parents
         try:
             ckptmap(args.ckptmap, "run", "-q", "--force", "--from", "hf", "--to", "mcore", hub, mcore)
             ckptmap(args.ckptmap, "run", "-q", "--force", mcore, back)
