@@ -41,7 +41,7 @@ std::optional<ShardIndex> scanPlainShardIndex(llvm::StringRef path, llvm::String
     sawWeightMap = true;
     return in.object([&](llvm::StringRef tensor) {
       llvm::StringRef shard;
-      if (!in.string(shard) || (shard != inside && !staysInside(shard)))
+      if (!in.string(shard) || ((inside.empty() || shard != inside) && !staysInside(shard)))
         return false;
       inside = shard;
       size_t before = weightMap.size();
@@ -71,6 +71,8 @@ llvm::Expected<ShardIndex> parseShardIndexJson(llvm::StringRef path, llvm::Strin
     if (!shard.is_string())
       return ioError(path + ": weight_map entry '" + tensor + "' is not a string");
     const std::string &name = shard.get_ref<const std::string &>();
+    if (name.empty())
+      return ioError(path + ": weight_map entry '" + tensor + "' names no shard (an empty file name)");
     if (!staysInside(name)) {
       std::string shown;
       llvm::raw_string_ostream os(shown);

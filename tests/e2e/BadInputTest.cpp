@@ -333,6 +333,9 @@ std::vector<BadInput> catalogue() {
                        },
                        index + "weight_map entry 'model.layers.3.shared_head.head.weight' names shard "
                                "'../model-00004-of-00004.safetensors' outside the checkpoint directory\n"));
+  c.push_back(fileCase("index shard with an empty name", "model.safetensors.index.json",
+                       editIndex([](json &m) { m["lm_head.weight"] = ""; }),
+                       index + "weight_map entry 'lm_head.weight' names no shard (an empty file name)\n"));
   c.push_back(fileCase("index number beyond a double", "model.safetensors.index.json",
                        [](const std::string &t) {
                          return replaceAll(t, "\"total_size\": ", "\"total_size\": 1e400, \"x\": ");

@@ -12,6 +12,14 @@
 using namespace ckptmap;
 using namespace ckptmap::e2e;
 
+#if defined(__SANITIZE_ADDRESS__)
+#define CKPTMAP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CKPTMAP_ASAN 1
+#endif
+#endif
+
 namespace {
 
 /// Runs ckptmap with `args` through peak_rss; its peak resident memory in bytes.
@@ -95,7 +103,12 @@ mapping hf <-> hf-mem {
   // Whole steps hold the input's pages and their results: the measure sees them...
   CHECK(whole > floor + (16u << 20));
   // ...and within the budget they are gone: what is left is the budget and a few buffers.
+  // AddressSanitizer keeps freed blocks in quarantine, so there only the order is meaningful.
+#if CKPTMAP_ASAN
+  CHECK(bounded < whole);
+#else
   CHECK(bounded < floor + (6u << 20));
+#endif
   // The pieces make the same bytes.
   CHECK(readFile(tmp / "bounded/model.safetensors") == readFile(tmp / "whole/model.safetensors"));
 }

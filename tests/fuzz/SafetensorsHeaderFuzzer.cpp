@@ -39,7 +39,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   pretended %= kMaxPretendedData + 1;
   // Exactly the file's size, so a read past its end is one AddressSanitizer reports.
   std::vector<uint8_t> file(size - 4 + pretended);
-  std::memcpy(file.data(), data + 4, size - 4);
+  if (size > 4) // an empty vector's data() may be null, which memcpy must not get
+    std::memcpy(file.data(), data + 4, size - 4);
 
   auto header = parseSafetensorsHeader(file, "fuzz.safetensors");
   if (!header) {
