@@ -13,21 +13,6 @@
 using namespace ckptmap;
 using namespace ckptmap::e2e;
 
-namespace {
-
-/// Runs the ckptmap binary with `args` (shell words), output to `log`; its exit code.
-int runCli(const std::string &args, const std::string &log) {
-  std::string command = "'" + ckptmapBinary() + "' " + args + " >'" + log + "' 2>&1";
-  int status = std::system(command.c_str());
-  REQUIRE(status != -1);
-  REQUIRE(WIFEXITED(status));
-  return WEXITSTATUS(status);
-}
-
-std::string q(const std::string &path) { return "'" + path + "'"; }
-
-} // namespace
-
 TEST_CASE("command line: run, check and diff exit codes") {
   REQUIRE_MESSAGE(fs::exists(ckptmapBinary()), "build the ckptmap binary first");
   TempDir tmp;

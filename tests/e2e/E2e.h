@@ -28,6 +28,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/wait.h>
+
 namespace ckptmap::e2e {
 
 using json = nlohmann::json;
@@ -300,5 +302,16 @@ inline bool startsWith(const std::string &s, const std::string &prefix) { return
 inline bool endsWith(const std::string &s, const std::string &suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
+
+/// Runs the ckptmap binary with `args` (shell words), output to `log`; its exit code.
+inline int runCli(const std::string &args, const std::string &log) {
+  std::string command = "'" + ckptmapBinary() + "' " + args + " >'" + log + "' 2>&1";
+  int status = std::system(command.c_str());
+  REQUIRE(status != -1);
+  REQUIRE(WIFEXITED(status));
+  return WEXITSTATUS(status);
+}
+
+inline std::string q(const std::string &path) { return "'" + path + "'"; }
 
 } // namespace ckptmap::e2e

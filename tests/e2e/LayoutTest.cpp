@@ -336,3 +336,23 @@ TEST_CASE("NemotronH: the layer kinds in any of the three config spellings give 
     CHECK(readFile(hf + "/config.json") == readFile(dir + "/config.json"));
   }
 }
+
+TEST_CASE("inspect names the family, the layout found for each kind of block and the formats") {
+  REQUIRE_MESSAGE(fs::exists(ckptmapBinary()), "build the ckptmap binary first");
+  TempDir tmp;
+  std::string official = tmp / "official";
+  writeLayout(hubDir("qwen3_5_moe"), official, same(), notMtp);
+  const std::string log = tmp / "log";
+  REQUIRE(runCli("inspect " + q(official), log) == 0);
+  std::string text = readFile(log);
+  CHECK_MESSAGE(text.find("family: qwen3_5_moe (rulebook ") != std::string::npos, text);
+  CHECK_MESSAGE(text.find("\n  layout hf_experts: fused (4x)\n  layout mtp_experts: per_expert (1x)\n"
+                          "  format unquantized: 101 tensors, e.g. 'lm_head.weight'\n") != std::string::npos,
+                text);
+
+  REQUIRE(runCli("inspect " + q(hubDir("deepseek_v3_fp8")), log) == 0);
+  text = readFile(log);
+  CHECK_MESSAGE(text.find("\n  format fp8-block: 48 tensors, e.g. 'model.layers.0.mlp.down_proj.weight'\n"
+                          "  format unquantized: 25 tensors, e.g. 'lm_head.weight'\n") != std::string::npos,
+                text);
+}

@@ -227,6 +227,21 @@ json planSummaryJson(const Plan &plan) {
   return j;
 }
 
+/// "  LABEL norms: fused (3x), separate (1x)": the variants chosen per choice, among `keep`.
+void printChoices(const Plan &plan, llvm::StringRef label, llvm::function_ref<bool(const ChoiceRecord &)> keep,
+                  llvm::raw_ostream &os) {
+  std::map<std::string, std::map<std::string, size_t>> choices;
+  for (const ChoiceRecord &c : plan.choices)
+    if (keep(c))
+      ++choices[c.choice][c.variant];
+  for (const auto &[choice, variants] : choices) {
+    std::vector<std::string> parts;
+    for (const auto &[v, n] : variants)
+      parts.push_back(v + " (" + std::to_string(n) + "x)");
+    os << "  " << label << " " << choice << ": " << llvm::join(parts, ", ") << "\n";
+  }
+}
+
 void printPlanSummary(const Plan &plan, llvm::raw_ostream &os) {
   // A plan made without a rulebook (quantize, dequantize in place) keeps every name.
   if (plan.rulebook.empty())
@@ -246,15 +261,7 @@ void printPlanSummary(const Plan &plan, llvm::raw_ostream &os) {
     for (const auto &[reason, n] : reasons)
       os << "  dropped " << n << " tensor" << (n == 1 ? "" : "s") << ": " << reason << "\n";
   }
-  std::map<std::string, std::map<std::string, size_t>> choices;
-  for (const ChoiceRecord &c : plan.choices)
-    ++choices[c.choice][c.variant];
-  for (const auto &[choice, variants] : choices) {
-    std::vector<std::string> parts;
-    for (const auto &[v, n] : variants)
-      parts.push_back(v + " (" + std::to_string(n) + "x)");
-    os << "  variant " << choice << ": " << llvm::join(parts, ", ") << "\n";
-  }
+  printChoices(plan, "variant", [](const ChoiceRecord &) { return true; }, os);
   for (const PlanGap &g : plan.gaps)
     os << "  not produced: " << g.pattern << ": " << g.reason << (g.fromBase ? " (pass --hf-base DIR to restore it)" : "")
        << "\n";
@@ -346,6 +353,40 @@ int executeConversion(const ParsedArgs &args, ConvertOptions options, const std:
 
 } // namespace
 
+/// What `inspect` says beyond the tensors: the family, the layout variant the checkpoint shows
+/// for each kind of block, and the quantized format of each group of tensors. Found by binding
+/// the rulebook its config (or provenance) names, as a conversion would; silent when there is
+/// none or it does not bind (the tensor list is the answer then).
+void printLayoutSummary(const OpenedCheckpoint &input, llvm::raw_ostream &os) {
+  ConvertOptions o;
+  o.bind.from = input.provenance ? input.provenance->to : "hf";
+  o.bind.to = input.provenance ? input.provenance->from : "mcore";
+  if (input.provenance)
+    o.rulebook = input.provenance->family;
+  SourceManager sources;
+  DiagnosticEngine diags(sources);
+  auto compiled = compileFor(input, o, nullptr, sources, diags);
+  if (!compiled) {
+    llvm::consumeError(compiled.takeError());
+    return;
+  }
+  const Plan &plan = *compiled->plan;
+  os << "family: " << plan.family << " (rulebook " << plan.rulebook << ", read as " << plan.from << ")\n";
+  // Only the choices the tensors decide describe the checkpoint; the others are about the output.
+  printChoices(plan, "layout", [](const ChoiceRecord &c) {
+    return c.reason == "the only variant the checkpoint matches" || c.reason == "matches the most tensors";
+  }, os);
+  std::map<std::string, std::pair<size_t, std::string>> formats; ///< format -> count, an example
+  for (const TensorMeta &t : plan.inputs) {
+    auto &[n, example] = formats[t.quant.quantized() ? quantKindName(t.quant.kind).str() : std::string("unquantized")];
+    if (n++ == 0)
+      example = t.name;
+  }
+  for (const auto &[format, entry] : formats)
+    os << "  format " << format << ": " << entry.first << " tensor" << (entry.first == 1 ? "" : "s") << ", e.g. '"
+       << entry.second << "'\n";
+}
+
 int runInspect(const ParsedArgs &args) {
   auto source = openCheckpoint(args.positionals()[0]);
   if (!source)
@@ -355,6 +396,7 @@ int runInspect(const ParsedArgs &args) {
     return 0;
   }
   printCheckpoint(llvm::outs(), *source->tensors);
+  printLayoutSummary(*source, llvm::outs());
   return 0;
 }
 
@@ -676,7 +718,7 @@ int runOps(const ParsedArgs &) {
 
 const std::vector<CommandSpec> &commandSpecs() {
   static const std::vector<CommandSpec> specs = {
-      {"inspect", "CKPT [--json]", "list a checkpoint's tensors, dtypes, shapes and sizes",
+      {"inspect", "CKPT [--json]", "list a checkpoint's tensors, dtypes, shapes and sizes; its family, layout and formats",
        "Lists every tensor of a safetensors checkpoint (a file, or a directory with or without\n"
        "model.safetensors.index.json) with its dtype, shape, size and file, then totals per dtype.",
        {{"json", 0, "", "print JSON instead of a table"}},
