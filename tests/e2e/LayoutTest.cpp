@@ -356,3 +356,16 @@ TEST_CASE("inspect names the family, the layout found for each kind of block and
                           "  format unquantized: 25 tensors, e.g. 'lm_head.weight'\n") != std::string::npos,
                 text);
 }
+
+TEST_CASE("MiniMax-M3: hf -> hf-mem -> hf --layout official writes the hub release's layout, vision MLP included") {
+  // The way through MCore takes the vision tower from --hf-base as it is; through hf-mem every
+  // name is mapped, so the vision MLP moves to mlp. as well.
+  TempDir tmp;
+  std::string official = tmp / "official";
+  writeLayout(hubDir("minimax_m3"), official, minimaxOfficial, none);
+  convertOk(hubDir("minimax_m3"), tmp / "mem", options("minimax_m3", "hf", "hf-mem"));
+  ConvertOptions o = options("minimax_m3", "hf-mem", "hf");
+  o.bind.layout = "official";
+  convertOk(tmp / "mem", tmp / "hf", o);
+  E2E_REQUIRE_SAME(official, tmp / "hf");
+}
