@@ -643,20 +643,21 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
             return a;
         return nullptr;
       };
+      // A variant asked for that does not fit: one error per choose, not one per layer it is used in.
+      auto refuse = [&](SourceRange range, const std::string &message) {
+        if (!refusedVariant_.insert(&choose).second)
+          return false;
+        std::vector<std::string> names;
+        for (const Attempt *a : maximal)
+          names.push_back(a->variant->name);
+        diags_.error(range, message).note("the variants that fit are " + llvm::join(names, ", "));
+        return false;
+      };
       if (auto it = options_.variants.find(choose.name); it != options_.variants.end()) {
         chosen = pick(it->second);
-        if (!chosen) {
-          // One error per choose, not one per layer it is used in.
-          if (!refusedVariant_.insert(&choose).second)
-            return false;
-          std::vector<std::string> names;
-          for (const Attempt *a : maximal)
-            names.push_back(a->variant->name);
-          Diagnostic &d = diags_.error(choose.nameRange, "--variant " + choose.name + "=" + it->second +
-                                                             ": that variant does not fit the checkpoint" + place);
-          d.note("the variants that fit are " + llvm::join(names, ", "));
-          return false;
-        }
+        if (!chosen)
+          return refuse(choose.nameRange, "--variant " + choose.name + "=" + it->second +
+                                              ": that variant does not fit the checkpoint" + place);
         reason = "--variant " + choose.name + "=" + it->second;
       }
       // A layout's pick for this choice, if it makes one.
@@ -670,17 +671,9 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
       };
       if (const LayoutDecl::Pick *p = chosen ? nullptr : layoutPick(layout_)) {
         chosen = pick(p->variant);
-        if (!chosen) {
-          if (!refusedVariant_.insert(&choose).second)
-            return false;
-          std::vector<std::string> names;
-          for (const Attempt *a : maximal)
-            names.push_back(a->variant->name);
-          Diagnostic &d = diags_.error(p->variantRange, "--layout " + layout_->name + ": variant '" + p->variant +
-                                                            "' of '" + choose.name + "' does not fit the checkpoint" + place);
-          d.note("the variants that fit are " + llvm::join(names, ", "));
-          return false;
-        }
+        if (!chosen)
+          return refuse(p->variantRange, "--layout " + layout_->name + ": variant '" + p->variant + "' of '" +
+                                             choose.name + "' does not fit the checkpoint" + place);
         reason = "--layout " + layout_->name;
       }
       if (!chosen) {
