@@ -15,7 +15,7 @@ header
 headerField
     : 'model_types' STRING (',' STRING)*                        # modelTypes
     | 'description' STRING                                      # description
-    | 'layout' name=IDENT (doc=STRING)? '{' layoutPick* '}'     # layoutDecl
+    | kind=('layout' | 'mcore_layout') name=IDENT (doc=STRING)? '{' layoutPick* '}'   # layoutDecl
     ;
 
 // One choice of a named layout: `hf_experts = fused`.

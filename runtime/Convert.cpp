@@ -8,6 +8,9 @@
 #include "runtime/exec/Progress.h"
 #include "runtime/io/Json.h"
 #include "runtime/io/Safetensors.h"
+#include "runtime/mcore/Legacy.h"
+#include "runtime/mcore/TorchDist.h"
+#include "runtime/mcore/TorchDistSink.h"
 
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -64,13 +67,39 @@ llvm::Expected<OpenedCheckpoint> openCheckpoint(llvm::StringRef path, llvm::Stri
   out.path = path.str();
   if (!llvm::sys::fs::exists(path))
     return error("'" + path + "' does not exist");
-  auto tensors = openSafetensors(path);
-  if (!tensors)
-    return tensors.takeError();
-  out.tensors = std::move(*tensors);
-  std::string dir = llvm::sys::fs::is_directory(path) ? path.str() : llvm::sys::path::parent_path(path).str();
+  // Megatron's own formats are recognized by their marker files; anything else is read as
+  // safetensors, whose reader explains what is wrong with it.
+  auto detected = mcore::detectFormat(path.str());
+  CheckpointFormat format = detected ? detected->format : CheckpointFormat::Safetensors;
+  llvm::consumeError(detected.takeError());
+  out.format = format;
+  if (format == CheckpointFormat::TorchDist) {
+    auto td = mcore::TorchDistSource::open(path.str());
+    if (!td)
+      return td.takeError();
+    for (const std::string &key : (*td)->skipped())
+      out.notConverted.push_back(key);
+    out.tensors = std::move(*td);
+  } else if (format == CheckpointFormat::Legacy) {
+    auto legacy = mcore::LegacySource::open(path.str());
+    if (!legacy)
+      return legacy.takeError();
+    for (const std::string &name : (*legacy)->skipped())
+      out.notConverted.push_back(name);
+    out.tensors = std::move(*legacy);
+  } else {
+    auto tensors = openSafetensors(path);
+    if (!tensors)
+      return tensors.takeError();
+    out.tensors = std::move(*tensors);
+  }
+  // The files beside the tensors; for a Megatron save directory, those of its iteration.
+  std::string dir = format == CheckpointFormat::Safetensors
+                        ? (llvm::sys::fs::is_directory(path) ? path.str() : llvm::sys::path::parent_path(path).str())
+                        : out.tensors->root();
   if (dir.empty())
     dir = ".";
+  out.dir = dir;
 
   out.configPath = configOverride.empty() ? dir + "/config.json" : configOverride.str();
   if (!configOverride.empty() || llvm::sys::fs::exists(out.configPath)) {
@@ -148,6 +177,23 @@ llvm::Expected<std::string> resolveRulebook(llvm::StringRef arg, const json &con
   return matches.front();
 }
 
+llvm::Expected<bool> writesTorchDist(const ConvertOptions &options, const OpenedCheckpoint &input, llvm::StringRef to) {
+  if (to != "mcore") {
+    if (!options.mcoreFormat.empty())
+      return error("--mcore-format applies to an MCore output (--to mcore)");
+    if (options.iteration)
+      return error("--iteration applies to a torch_dist output (--to mcore)");
+    return false;
+  }
+  // By default Megatron-Core's own format, except that MCore-named safetensors stay so.
+  bool torchDist = options.mcoreFormat.empty()
+                       ? !(input.format == CheckpointFormat::Safetensors && options.bind.from == "mcore")
+                       : options.mcoreFormat == "torch_dist";
+  if (options.iteration && !torchDist)
+    return error("--iteration applies to a torch_dist output, not --mcore-format safetensors");
+  return torchDist;
+}
+
 llvm::Expected<CompiledPlan> compileFor(const OpenedCheckpoint &input, const ConvertOptions &options,
                                         const TensorSource *base, SourceManager &sources, DiagnosticEngine &diags) {
   CompiledPlan out;
@@ -171,6 +217,11 @@ llvm::Expected<CompiledPlan> compileFor(const OpenedCheckpoint &input, const Con
       out.inputs.base.push_back(t.meta);
   }
   out.options = options.bind;
+  auto torchDist = writesTorchDist(options, input, options.bind.to);
+  if (!torchDist)
+    return torchDist.takeError();
+  if (*torchDist)
+    out.options.storageLayout = "torch_dist";
   if (input.provenance)
     out.inputs.rowGroups = input.provenance->fp8RowGroups;
   // A checkpoint this tool wrote says which variants it was written with; going back
@@ -202,7 +253,7 @@ static llvm::Error checkPlanInputs(const Plan &plan, const TensorSource &input) 
   return llvm::Error::success();
 }
 
-static llvm::Error writeStash(const std::vector<std::string> &names, const TensorSource &input, CheckpointWriter &main) {
+static llvm::Error writeStash(const std::vector<std::string> &names, const TensorSource &input, TensorSink &main) {
   // A kept-aside quantized weight keeps every part.
   std::vector<TensorMeta> metas;
   std::vector<TensorMeta> logical = groupQuantized(OpenedCheckpoint::metasOf(input));
@@ -212,7 +263,7 @@ static llvm::Error writeStash(const std::vector<std::string> &names, const Tenso
         for (const TensorMeta &part : expandQuantized(t))
           metas.push_back(part);
   WriteOptions options;
-  options.outDir = main.tempDir() + "/" + kStashDir.str();
+  options.outDir = main.stagingDir() + "/" + kStashDir.str();
   auto writer = CheckpointWriter::create(metas, options);
   if (!writer)
     return writer.takeError();
@@ -229,8 +280,8 @@ static llvm::Error writeStash(const std::vector<std::string> &names, const Tenso
 /// The quantization files of the output: kept byte for byte when the run leaves the weights'
 /// formats and module names alone, rewritten when it quantizes, dequantizes or renames them.
 static llvm::Error declareQuantization(const OpenedCheckpoint &input, const Plan &plan, const QuantPassReport &report,
-                                       const QuantPassOptions &options, CheckpointWriter &writer) {
-  std::string hfQuantPath = input.tensors->root() + "/hf_quant_config.json";
+                                       const QuantPassOptions &options, TensorSink &writer) {
+  std::string hfQuantPath = input.dir + "/hf_quant_config.json";
   json inputHfQuant;
   if (llvm::sys::fs::exists(hfQuantPath)) {
     auto j = readJsonFile(hfQuantPath);
@@ -324,14 +375,27 @@ llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRe
     summary.plan = std::move(*compiled->plan);
     summary.quant = std::move(compiled->quant);
   }
+  summary.notConverted = input->notConverted;
   const Plan &plan = summary.plan;
   for (const TensorMeta &t : plan.inputs)
     summary.inputBytes += t.byteSize();
 
-  WriteOptions write = options.write;
-  write.outDir = output.str();
-  write.copyFilesFrom = llvm::sys::fs::is_directory(inputPath) ? inputPath.str() : llvm::sys::path::parent_path(inputPath).str();
-  auto writer = CheckpointWriter::create(expandQuantized(plan.outputs), write);
+  auto torchDist = writesTorchDist(options, *input, plan.to);
+  if (!torchDist)
+    return torchDist.takeError();
+  llvm::Expected<std::unique_ptr<TensorSink>> writer = [&]() -> llvm::Expected<std::unique_ptr<TensorSink>> {
+    if (*torchDist) {
+      mcore::TorchDistWriteOptions td;
+      td.force = options.write.force;
+      td.copyFilesFrom = input->dir;
+      td.iteration = options.iteration;
+      return mcore::TorchDistSink::create(expandQuantized(plan.outputs), output.str(), std::move(td));
+    }
+    WriteOptions write = options.write;
+    write.outDir = output.str();
+    write.copyFilesFrom = input->dir;
+    return CheckpointWriter::create(expandQuantized(plan.outputs), write);
+  }();
   if (!writer)
     return writer.takeError();
 
@@ -379,7 +443,7 @@ llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRe
         provenance["fp8_row_groups"][t.name] = t.quant.rowGroups;
     (*writer)->addFile(kProvenanceFile.str(), provenance.dump(2) + "\n");
   } else if (input->provenance) {
-    std::string path = input->tensors->root() + "/" + kProvenanceFile.str();
+    std::string path = input->dir + "/" + kProvenanceFile.str();
     auto bytes = llvm::MemoryBuffer::getFile(path);
     if (!bytes)
       return error(path + ": " + bytes.getError().message());

@@ -8,6 +8,7 @@
 #include "runtime/exec/Device.h"
 #include "runtime/exec/Interpreter.h"
 #include "runtime/io/CheckpointWriter.h"
+#include "runtime/mcore/Format.h"
 
 #include <memory>
 #include <optional>
@@ -27,8 +28,15 @@ struct Provenance {
 };
 
 /// A checkpoint opened as the input of a conversion.
+using mcore::CheckpointFormat;
+
 struct OpenedCheckpoint {
   std::string path;
+  CheckpointFormat format = CheckpointFormat::Safetensors;
+  /// The directory holding the non-tensor files (config.json, ckptmap.json).
+  std::string dir;
+  /// What the input holds that no conversion reads: training state, non-tensor entries.
+  std::vector<std::string> notConverted;
   std::unique_ptr<TensorSource> tensors;
   nlohmann::json config;          ///< null when there is no config.json
   std::string configPath;
@@ -59,6 +67,12 @@ struct ConvertOptions {
   std::string hfBase;   ///< --hf-base
   QuantPassOptions quant; ///< --quantize, --exclude, --dequantize, --quant-format
   bool identity = false;  ///< keep every name (`ckptmap quantize`): no rulebook
+  /// --mcore-format torch_dist|safetensors for an MCore output; empty: torch_dist, except
+  /// that an MCore safetensors input stays safetensors.
+  std::string mcoreFormat;
+  /// --iteration N: a torch_dist output in Megatron's save layout (iter_{N:07d}/ and
+  /// latest_checkpointed_iteration.txt).
+  std::optional<int64_t> iteration;
   WriteOptions write;
   ExecOptions exec;
   DeviceOptions device; ///< --device, --max-gpu-memory
@@ -71,6 +85,7 @@ struct ConvertSummary {
   double seconds = 0;
   uint64_t inputBytes = 0;
   std::string device = "cpu"; ///< the backend the compute ops ran on
+  std::vector<std::string> notConverted; ///< the input's training state and other non-tensor entries
   BackendStats kernels;
 };
 
@@ -78,6 +93,10 @@ struct ConvertSummary {
 /// execution errors come back as the error. Nothing is left at the output on failure.
 llvm::Expected<ConvertSummary> convert(llvm::StringRef input, llvm::StringRef output, const ConvertOptions &options,
                                        SourceManager &sources, DiagnosticEngine &diags);
+
+/// Whether an output of convention `to` is written as torch_dist (see mcoreFormat); an
+/// option that does not apply to that output is an error.
+llvm::Expected<bool> writesTorchDist(const ConvertOptions &options, const OpenedCheckpoint &input, llvm::StringRef to);
 
 /// The compile half of convert(), for check/compile/explain.
 struct CompiledPlan {

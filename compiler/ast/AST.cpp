@@ -334,7 +334,7 @@ void Rulebook::dump(llvm::raw_ostream &os) const {
     os << "\n";
   }
   for (const LayoutDecl &l : layouts) {
-    os << "  layout " << l.name << " {";
+    os << (l.mcore ? "  mcore_layout " : "  layout ") << l.name << " {";
     for (const LayoutDecl::Pick &p : l.picks)
       os << " " << p.choice << " = " << p.variant;
     os << " }\n";

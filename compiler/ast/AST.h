@@ -340,6 +340,9 @@ struct LayoutDecl {
   std::string name, doc;
   SourceRange nameRange;
   std::vector<Pick> picks;
+  /// `mcore_layout`: the MCore spelling a storage format needs (torch_dist keys), chosen by
+  /// the output's format rather than by --layout or by default.
+  bool mcore = false;
 };
 
 /// A rulebook and everything it includes, merged.

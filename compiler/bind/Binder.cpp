@@ -112,7 +112,8 @@ private:
   unsigned probeDepth_ = 0; ///< inside a variant being tried
   std::set<const ChooseStmt *> refusedVariant_; ///< where --variant was reported not to fit
   const LayoutDecl *layout_ = nullptr;        ///< --layout
-  const LayoutDecl *defaultLayout_ = nullptr; ///< the first declared: the official release's
+  const LayoutDecl *storageLayout_ = nullptr; ///< the output format's
+  const LayoutDecl *defaultLayout_ = nullptr; ///< the first HF layout declared: the official release's
   /// Rules with captures that matched nothing, with the pattern at each place: one warning
   /// per rule, however many loop iterations or uses it has.
   std::vector<std::pair<const RuleStmt *, std::vector<std::string>>> unmatched_;
@@ -676,6 +677,14 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
                                              choose.name + "' does not fit the checkpoint" + place);
         reason = "--layout " + layout_->name;
       }
+      if (const LayoutDecl::Pick *p = chosen ? nullptr : layoutPick(storageLayout_)) {
+        chosen = pick(p->variant);
+        if (!chosen)
+          return refuse(p->variantRange, "layout " + storageLayout_->name + " (the output's format): variant '" +
+                                             p->variant + "' of '" + choose.name + "' does not fit the checkpoint" +
+                                             place);
+        reason = "layout " + storageLayout_->name + " (the output's format)";
+      }
       if (!chosen) {
         for (const ChoiceRecord &r : options_.recorded)
           if (r.choice == choose.name && r.where == where && (chosen = pick(r.variant))) {
@@ -992,8 +1001,9 @@ bool Binder::checkCommandLine() {
       }
     }
   }
-  if (!rb.layouts.empty())
-    defaultLayout_ = &rb.layouts.front();
+  for (const LayoutDecl &l : rb.layouts)
+    if (!l.mcore && !defaultLayout_)
+      defaultLayout_ = &l;
   if (!options_.layout.empty()) {
     layout_ = rb.findLayout(options_.layout);
     if (!layout_) {
@@ -1009,6 +1019,9 @@ bool Binder::checkCommandLine() {
       ok = false;
     }
   }
+  // A rulebook without one writes the format with its names as they are.
+  if (const LayoutDecl *l = rb.findLayout(options_.storageLayout); l && l->mcore)
+    storageLayout_ = l;
   return ok;
 }
 

@@ -23,6 +23,9 @@ struct BindOptions {
   /// --layout NAME: the variants of a layout the rulebook declares, where the source does not
   /// decide (after --variant, before what the input recorded).
   std::string layout;
+  /// The layout the output's storage format requires (`torch_dist` for Megatron-Core's
+  /// torch_dist keys), applied after --layout, where the rulebook declares that mcore_layout.
+  std::string storageLayout;
   /// Choices a previous run recorded (keyed by choice and place), preferred next.
   std::vector<ChoiceRecord> recorded;
   /// Names of tensors an earlier run kept aside, by the name they will be restored as.

@@ -241,6 +241,7 @@ void Transformer::transformRulebook(RulesParser::RulebookContext *ctx, Rulebook 
           LayoutDecl decl;
           decl.name = layout->name->getText();
           decl.nameRange = rangeOf(layout->name);
+          decl.mcore = layout->kind->getText() == "mcore_layout";
           if (layout->doc)
             decl.doc = plainString(layout->doc);
           for (auto *pick : layout->layoutPick())

@@ -95,7 +95,7 @@ private:
 
 class StepRunner {
 public:
-  StepRunner(const Plan &plan, const ExecSources &sources, CheckpointWriter &writer,
+  StepRunner(const Plan &plan, const ExecSources &sources, TensorSink &writer,
              const llvm::StringMap<size_t> &outputIndex, ExecProgress *progress, KernelBackend &kernels)
       : plan_(plan), sources_(sources), writer_(writer), outputIndex_(outputIndex), progress_(progress),
         kernels_(kernels) {}
@@ -124,7 +124,7 @@ private:
 
   const Plan &plan_;
   const ExecSources &sources_;
-  CheckpointWriter &writer_;
+  TensorSink &writer_;
   const llvm::StringMap<size_t> &outputIndex_;
   ExecProgress *progress_;
   KernelBackend &kernels_;
@@ -552,7 +552,7 @@ llvm::Error StepRunner::run(const Step &step, std::vector<std::string> &stash, s
 
 } // namespace
 
-llvm::Expected<ExecResult> executePlan(const Plan &plan, const ExecSources &sources, CheckpointWriter &writer,
+llvm::Expected<ExecResult> executePlan(const Plan &plan, const ExecSources &sources, TensorSink &writer,
                                        const ExecOptions &options) {
   // The writer's tensors: every stored part of the outputs, in the order expandQuantized gives.
   llvm::StringMap<size_t> outputIndex;

@@ -1,10 +1,10 @@
 // Executes a plan: steps in parallel on worker threads, within a memory budget, writing
-// every output through a CheckpointWriter whose layout was fixed from the plan. Output
+// every output through a TensorSink created with the list of outputs from the plan. Output
 // bytes do not depend on thread count or timing.
 #pragma once
 
 #include "compiler/plan/Plan.h"
-#include "runtime/io/CheckpointWriter.h"
+#include "runtime/io/TensorSink.h"
 #include "runtime/io/TensorSource.h"
 
 #include "kernels/Backend.h"
@@ -47,7 +47,7 @@ struct ExecResult {
   std::vector<std::string> lossy;
 };
 
-llvm::Expected<ExecResult> executePlan(const Plan &plan, const ExecSources &sources, CheckpointWriter &writer,
+llvm::Expected<ExecResult> executePlan(const Plan &plan, const ExecSources &sources, TensorSink &writer,
                                        const ExecOptions &options);
 
 } // namespace ckptmap

@@ -7,9 +7,9 @@
 // destroyed before that, or a SIGINT/SIGTERM/SIGHUP, leaves nothing behind.
 #pragma once
 
+#include "runtime/io/OutputDir.h"
 #include "runtime/io/ShardLayout.h"
-#include "runtime/io/TempDirs.h"
-#include "runtime/io/TensorSource.h"
+#include "runtime/io/TensorSink.h"
 
 #include "llvm/ADT/ArrayRef.h"
 
@@ -33,7 +33,7 @@ struct WriteOptions {
   std::map<std::string, std::string> metadata;
 };
 
-class CheckpointWriter {
+class CheckpointWriter final : public TensorSink {
 public:
   /// Plans the shards, creates the temporary directory and every shard file with its
   /// header. Refuses an existing output unless `force`.
@@ -45,34 +45,33 @@ public:
 
   const ShardLayout &layout() const { return layout_; }
   /// The output directory, absolute.
-  const std::string &outDir() const { return outDir_; }
+  const std::string &outDir() const { return dir_->destination(); }
   /// Where the output is being built until finish().
-  const std::string &tempDir() const { return tempDir_; }
+  const std::string &tempDir() const { return dir_->path(); }
+  const std::string &stagingDir() const override { return dir_->path(); }
 
   /// Writes the whole of tensor `tensorIndex` (an index into the list given to create()).
   /// Thread-safe; tensors may come in any order, each exactly once.
-  llvm::Error write(size_t tensorIndex, llvm::ArrayRef<uint8_t> bytes);
+  llvm::Error write(size_t tensorIndex, llvm::ArrayRef<uint8_t> bytes) override;
   /// Writes bytes [offset, offset + size) of one tensor, for tensors produced in pieces.
   /// Pieces of one tensor must not overlap; together they must cover it. `from` says where
   /// the bytes also lie in an input file: they are then copied file to file where possible.
   llvm::Error writePart(size_t tensorIndex, uint64_t offset, llvm::ArrayRef<uint8_t> bytes,
-                        std::optional<TensorBytes::FileSpan> from = std::nullopt);
+                        std::optional<TensorBytes::FileSpan> from = std::nullopt) override;
 
   /// Adds a non-tensor file to the output, replacing a carried file of the same name. The
   /// name must be a plain file name other than the shards' and the index's; finish()
   /// reports a bad one.
-  void addFile(std::string name, std::string contents);
+  void addFile(std::string name, std::string contents) override;
 
   /// Checks that every tensor was written exactly once, writes the index (when there are
   /// several shards) and the other files, syncs, and renames the output into place.
-  llvm::Error finish();
+  llvm::Error finish() override;
 
 private:
   CheckpointWriter() = default;
   llvm::Error createFiles();
   llvm::Error checkComplete() const;
-  llvm::Error writeExtraFiles();
-  llvm::Error moveIntoPlace();
   void discard();
 
   /// Byte ranges written so far of one tensor, sorted and merged.
@@ -84,11 +83,8 @@ private:
 
   WriteOptions options_;
   ShardLayout layout_;
-  std::string outDir_;
-  std::string tempDir_;
-  TempDirRegistration registration_;
+  std::unique_ptr<OutputDir> dir_;
   std::vector<int> fds_; ///< per shard
-  std::map<std::string, std::string> extraFiles_;
   mutable std::mutex mutex_; ///< guards progress_
   std::vector<Progress> progress_;
   bool finished_ = false;

@@ -27,6 +27,22 @@ llvm::Error pwriteAll(int fd, llvm::StringRef path, llvm::ArrayRef<uint8_t> byte
   return llvm::Error::success();
 }
 
+llvm::Error allocateFile(int fd, llvm::StringRef path, uint64_t size) {
+  if (size == 0)
+    return llvm::Error::success();
+  int rc;
+  do
+    rc = ::fallocate(fd, 0, 0, off_t(size));
+  while (rc != 0 && errno == EINTR);
+  if (rc == 0)
+    return llvm::Error::success();
+  if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
+    return systemError(path, "allocate " + llvm::Twine(size) + " bytes", errno);
+  if (::ftruncate(fd, off_t(size)) != 0)
+    return systemError(path, "allocate " + llvm::Twine(size) + " bytes", errno);
+  return llvm::Error::success();
+}
+
 llvm::Error copyRangeAll(int inFd, uint64_t inOffset, int fd, llvm::StringRef path,
                          llvm::ArrayRef<uint8_t> bytes, uint64_t offset) {
   loff_t in = loff_t(inOffset), out = loff_t(offset);

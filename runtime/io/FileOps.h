@@ -17,6 +17,9 @@ llvm::Error pwriteAll(int fd, llvm::StringRef path, llvm::ArrayRef<uint8_t> byte
 /// (copy_file_range) where the file systems allow, else, or for what is left, from `bytes`.
 llvm::Error copyRangeAll(int inFd, uint64_t inOffset, int fd, llvm::StringRef path,
                          llvm::ArrayRef<uint8_t> bytes, uint64_t offset);
+/// Sizes a new file. fallocate reserves the blocks, so a full disk shows now rather than
+/// after hours of conversion; where the file system cannot, a sparse ftruncate does.
+llvm::Error allocateFile(int fd, llvm::StringRef path, uint64_t size);
 /// Creates `path` (which must not exist) holding `contents`, synced to disk.
 llvm::Error writeNewFile(llvm::StringRef path, llvm::StringRef contents);
 /// Copies the file `from` (following symbolic links) to the new file `to`, synced to disk.

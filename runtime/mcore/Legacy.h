@@ -8,7 +8,7 @@
 
 #include "runtime/io/TensorSource.h"
 #include "runtime/mcore/Chunks.h"
-#include "runtime/mcore/MappedFile.h"
+#include "runtime/io/MappedFile.h"
 #include "runtime/mcore/ModuleTable.h"
 #include "runtime/mcore/TorchSave.h"
 

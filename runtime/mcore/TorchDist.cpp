@@ -227,6 +227,10 @@ llvm::Expected<std::unique_ptr<TorchDistSource>> TorchDistSource::open(const std
 
   for (size_t i = 0; i < src->index_.entries.size(); ++i) {
     const DistEntry &e = src->index_.entries[i];
+    if (isTrainingState(e.key)) {
+      src->skipped_.push_back(e.key);
+      continue;
+    }
     if (!e.isTensor)
       continue;
     src->entryOf_[e.key] = i;
@@ -236,6 +240,13 @@ llvm::Expected<std::unique_ptr<TorchDistSource>> TorchDistSource::open(const std
   std::sort(src->tensors_.begin(), src->tensors_.end(),
             [](const SourceTensor &a, const SourceTensor &b) { return a.meta.name < b.meta.name; });
   return src;
+}
+
+bool TorchDistSource::isTrainingState(llvm::StringRef key) {
+  for (llvm::StringRef prefix : {"optimizer", "rng_state"})
+    if (key.consume_front(prefix) && (key.empty() || key.front() == '.' || key.front() == '/'))
+      return true;
+  return false;
 }
 
 std::string TorchDistSource::label(const DistPiece &piece) const {

@@ -8,7 +8,7 @@
 #include "compiler/TensorMeta.h"
 #include "runtime/io/TensorSource.h"
 #include "runtime/mcore/Chunks.h"
-#include "runtime/mcore/MappedFile.h"
+#include "runtime/io/MappedFile.h"
 #include "runtime/mcore/Pickle.h"
 
 #include "llvm/ADT/StringMap.h"
@@ -83,6 +83,10 @@ public:
   /// The entries that are not tensors (`..._extra_state/shard_i_n`, `common_state/shard_0_1`):
   /// skipped by tensors(), reproduced by a writer.
   std::vector<const DistEntry *> objects() const;
+  /// Training state (optimizer moments, RNG state) a conversion leaves, by key.
+  llvm::ArrayRef<std::string> skipped() const { return skipped_; }
+  /// Whether a key is training state rather than a model parameter.
+  static bool isTrainingState(llvm::StringRef key);
   /// The raw torch.save archive a bytes entry is stored as.
   llvm::Expected<std::vector<uint8_t>> readObjectArchive(const DistEntry &entry) const;
   /// A bytes entry's value, unpickled (restricted) from its archive's data.pkl.
@@ -99,6 +103,7 @@ private:
   TorchDistIndex index_;
   std::vector<SourceTensor> tensors_;
   llvm::StringMap<size_t> entryOf_; ///< tensor name -> index_.entries
+  std::vector<std::string> skipped_;
   llvm::StringMap<std::shared_ptr<const MappedFile>> files_;
 };
 

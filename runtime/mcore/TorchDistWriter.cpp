@@ -1,5 +1,6 @@
 #include "runtime/mcore/TorchDistWriter.h"
 
+#include "runtime/io/FileOps.h"
 #include "runtime/mcore/Errors.h"
 #include "runtime/mcore/ModuleTable.h"
 #include "runtime/mcore/PickleWriter.h"
@@ -12,6 +13,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
 #include <map>
 
 namespace ckptmap::mcore {
@@ -20,6 +23,7 @@ namespace {
 
 constexpr const char *kMetaModule = "torch.distributed.checkpoint.metadata";
 constexpr const char *kFsModule = "torch.distributed.checkpoint.filesystem";
+constexpr llvm::StringLiteral kTrackerFile = "latest_checkpointed_iteration.txt";
 
 std::string pathJoin(const std::string &dir, llvm::StringRef name) {
   llvm::SmallString<256> p(dir);
@@ -31,18 +35,6 @@ std::string iterationName(int64_t iteration) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "iter_%07lld", (long long)iteration);
   return buf;
-}
-
-llvm::Error writeWholeFile(const std::string &path, llvm::ArrayRef<uint8_t> bytes) {
-  std::FILE *f = std::fopen(path.c_str(), "wb");
-  if (!f)
-    return makeError(path + ": cannot create: " + std::strerror(errno));
-  size_t n = std::fwrite(bytes.data(), 1, bytes.size(), f);
-  bool bad = n != bytes.size() || std::fflush(f) != 0;
-  bad |= std::fclose(f) != 0;
-  if (bad)
-    return makeError(path + ": write failed: " + std::strerror(errno));
-  return llvm::Error::success();
 }
 
 /// Emits the Metadata object graph as CPython's pickler does for the objects
@@ -206,13 +198,13 @@ DistWriteEntry DistWriteEntry::object(std::string key, const nlohmann::json &val
 }
 
 std::string TorchDistWriter::dataDir() const {
-  return options_.iteration ? pathJoin(dir_.path(), iterationName(*options_.iteration)) : dir_.path();
+  return options_.iteration ? pathJoin(dir_->path(), iterationName(*options_.iteration)) : dir_->path();
 }
 
 TorchDistWriter::~TorchDistWriter() {
   for (RankFile &r : ranks_)
-    if (r.file)
-      std::fclose(r.file);
+    if (r.fd >= 0)
+      ::close(r.fd);
 }
 
 llvm::Expected<std::unique_ptr<TorchDistWriter>> TorchDistWriter::create(const std::string &dir,
@@ -220,10 +212,13 @@ llvm::Expected<std::unique_ptr<TorchDistWriter>> TorchDistWriter::create(const s
                                                                         TorchDistWriteOptions options) {
   if (options.ranks < 1)
     return makeError(dir + ": at least one writer rank is needed");
-  auto atomic = AtomicDir::create(dir);
-  if (!atomic)
-    return atomic.takeError();
-  std::unique_ptr<TorchDistWriter> w(new TorchDistWriter(std::move(*atomic)));
+  auto out = OutputDir::create(
+      dir, OutputDir::Options{options.force, options.copyFilesFrom,
+                              options.iteration ? iterationName(*options.iteration) : std::string()});
+  if (!out)
+    return out.takeError();
+  std::unique_ptr<TorchDistWriter> w(new TorchDistWriter());
+  w->dir_ = std::move(*out);
   w->options_ = std::move(options);
   const TorchDistWriteOptions &opt = w->options_;
 
@@ -298,62 +293,81 @@ llvm::Expected<std::unique_ptr<TorchDistWriter>> TorchDistWriter::create(const s
     for (size_t c = 0; c < e.chunks.size(); ++c)
       load[e.chunkRanks[c]] += e.isTensor ? uint64_t(numElements(e.chunks[c].sizes)) * dtypeSize(e.dtype) : e.archive.size();
   }
-  w->written_.assign(w->entries_.size(), false);
+  for (const DistWriteEntry &e : w->entries_)
+    w->written_.emplace_back(e.chunks.size(), false);
 
-  // The files; bytes entries first, as Megatron-Core's writer orders them.
+  // Where every piece goes: bytes entries first, as Megatron-Core's writer orders them, then
+  // the tensors' chunks, each rank's file in that order. Archive sizes do not depend on the
+  // data, so the layout is fixed before any tensor arrives.
+  w->ranks_.resize(opt.ranks);
+  for (const DistWriteEntry &e : w->entries_)
+    w->pieceOffset_.emplace_back(e.chunks.size(), 0);
+  for (bool tensors : {false, true})
+    for (size_t i = 0; i < w->entries_.size(); ++i) {
+      const DistWriteEntry &e = w->entries_[i];
+      if (e.isTensor != tensors)
+        continue;
+      for (size_t c = 0; c < e.chunks.size(); ++c) {
+        RankFile &rf = w->ranks_[e.chunkRanks[c]];
+        const uint64_t length = e.isTensor ? tensorArchiveSize(e.dtype, e.chunks[c].sizes) : e.archive.size();
+        w->pieceOffset_[i][c] = rf.size;
+        rf.stored.push_back(Stored{i, c, rf.size, length});
+        rf.size += length;
+      }
+    }
+
   if (opt.iteration)
     if (auto ec = llvm::sys::fs::create_directory(w->dataDir()))
       return makeError(w->dataDir() + ": cannot create: " + ec.message());
-  w->ranks_.resize(opt.ranks);
   for (int r = 0; r < opt.ranks; ++r) {
-    std::string path = pathJoin(w->dataDir(), "__" + std::to_string(r) + "_0.distcp");
-    w->ranks_[r].file = std::fopen(path.c_str(), "wb");
-    if (!w->ranks_[r].file)
-      return makeError(path + ": cannot create: " + std::strerror(errno));
-    std::setvbuf(w->ranks_[r].file, nullptr, _IOFBF, 1 << 20);
+    RankFile &rf = w->ranks_[r];
+    rf.path = pathJoin(w->dataDir(), "__" + std::to_string(r) + "_0.distcp");
+    rf.fd = ::open(rf.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (rf.fd < 0)
+      return makeError(rf.path + ": cannot create: " + std::strerror(errno));
+    if (auto err = allocateFile(rf.fd, rf.path, rf.size))
+      return err;
   }
   for (size_t i = 0; i < w->entries_.size(); ++i)
     if (!w->entries_[i].isTensor) {
       if (auto err = w->writePiece(i, 0, w->entries_[i].archive, false))
         return err;
-      w->written_[i] = true;
+      w->written_[i][0] = true;
     }
   return w;
 }
 
 llvm::Error TorchDistWriter::writePiece(size_t entry, size_t chunk, llvm::ArrayRef<uint8_t> data, bool isTensor) {
   const DistWriteEntry &e = entries_[entry];
-  RankFile &rf = ranks_[e.chunkRanks[chunk]];
-  const uint64_t start = rf.size;
+  const RankFile &rf = ranks_[e.chunkRanks[chunk]];
+  uint64_t at = pieceOffset_[entry][chunk];
   auto sink = [&](llvm::ArrayRef<uint8_t> bytes) -> llvm::Error {
-    if (std::fwrite(bytes.data(), 1, bytes.size(), rf.file) != bytes.size())
-      return makeError(pathJoin(dataDir(), "__" + std::to_string(e.chunkRanks[chunk]) + "_0.distcp") +
-                       ": write failed: " + std::strerror(errno));
-    rf.size += bytes.size();
+    if (auto err = pwriteAll(rf.fd, rf.path, bytes, at))
+      return err;
+    at += bytes.size();
     return llvm::Error::success();
   };
-  if (isTensor) {
-    auto size = writeTensorArchive(sink, e.dtype, e.chunks[chunk].sizes, data);
-    if (!size)
-      return size.takeError();
-  } else if (auto err = sink(data)) {
-    return err;
-  }
-  rf.stored.push_back(Stored{entry, chunk, start, rf.size - start});
-  return llvm::Error::success();
+  if (!isTensor)
+    return sink(data);
+  auto size = writeTensorArchive(sink, e.dtype, e.chunks[chunk].sizes, data);
+  return size ? llvm::Error::success() : size.takeError();
+}
+
+llvm::Expected<size_t> TorchDistWriter::tensorEntry(llvm::StringRef key) const {
+  auto it = byKey_.find(key);
+  if (it == byKey_.end() || !entries_[it->second].isTensor)
+    return makeError(dir_->destination() + ": no tensor '" + key + "' in the plan");
+  return it->second;
 }
 
 llvm::Error TorchDistWriter::write(llvm::StringRef key, llvm::ArrayRef<uint8_t> bytes) {
-  auto it = byKey_.find(key);
-  if (it == byKey_.end() || !entries_[it->second].isTensor)
-    return makeError(dir_.destination() + ": no tensor '" + key + "' in the plan");
-  const size_t i = it->second;
-  const DistWriteEntry &e = entries_[i];
-  if (written_[i])
-    return makeError(dir_.destination() + ": tensor '" + key + "' written twice");
+  auto i = tensorEntry(key);
+  if (!i)
+    return i.takeError();
+  const DistWriteEntry &e = entries_[*i];
   const uint64_t expected = uint64_t(numElements(e.shape)) * dtypeSize(e.dtype);
   if (bytes.size() != expected)
-    return makeError(dir_.destination() + ": tensor '" + key + "' " + dtypeName(e.dtype).data() + " " +
+    return makeError(dir_->destination() + ": tensor '" + key + "' " + dtypeName(e.dtype).data() + " " +
                      formatShape(e.shape) + " needs " + std::to_string(expected) + " bytes, got " +
                      std::to_string(bytes.size()));
   const Shape strides = contiguousStrides(e.shape);
@@ -361,7 +375,7 @@ llvm::Error TorchDistWriter::write(llvm::StringRef key, llvm::ArrayRef<uint8_t> 
   for (size_t c = 0; c < e.chunks.size(); ++c) {
     const Box &box = e.chunks[c];
     if (box.sizes == e.shape) {
-      if (auto err = writePiece(i, c, bytes, true))
+      if (auto err = writeChunk(key, c, bytes))
         return err;
       continue;
     }
@@ -369,10 +383,34 @@ llvm::Error TorchDistWriter::write(llvm::StringRef key, llvm::ArrayRef<uint8_t> 
     Shape zeros(box.sizes.size(), 0);
     copyBlock(block.data(), box.sizes, zeros, StridedView{bytes.data(), 0, strides}, box.offsets, box.sizes,
               dtypeSize(e.dtype));
-    if (auto err = writePiece(i, c, block, true))
+    if (auto err = writeChunk(key, c, block))
       return err;
   }
-  written_[i] = true;
+  return llvm::Error::success();
+}
+
+llvm::Error TorchDistWriter::writeChunk(llvm::StringRef key, size_t chunk, llvm::ArrayRef<uint8_t> bytes) {
+  auto i = tensorEntry(key);
+  if (!i)
+    return i.takeError();
+  const DistWriteEntry &e = entries_[*i];
+  if (chunk >= e.chunks.size())
+    return makeError(dir_->destination() + ": tensor '" + key + "' has no chunk " + std::to_string(chunk));
+  const uint64_t expected = uint64_t(numElements(e.chunks[chunk].sizes)) * dtypeSize(e.dtype);
+  if (bytes.size() != expected)
+    return makeError(dir_->destination() + ": tensor '" + key + "' chunk " + std::to_string(chunk) + " needs " +
+                     std::to_string(expected) + " bytes, got " + std::to_string(bytes.size()));
+  {
+    std::lock_guard lock(mutex_);
+    if (written_[*i][chunk])
+      return makeError(dir_->destination() + ": tensor '" + key + "' written twice");
+    written_[*i][chunk] = true;
+  }
+  if (auto err = writePiece(*i, chunk, bytes, true)) {
+    std::lock_guard lock(mutex_);
+    written_[*i][chunk] = false; // reported missing by finish(), not as written
+    return err;
+  }
   return llvm::Error::success();
 }
 
@@ -566,32 +604,33 @@ std::vector<uint8_t> TorchDistWriter::metadataPickle() const {
 llvm::Error TorchDistWriter::finish() {
   std::vector<std::string> missing;
   for (size_t i = 0; i < entries_.size(); ++i)
-    if (!written_[i])
+    if (llvm::is_contained(written_[i], false))
       missing.push_back(entries_[i].key);
   if (!missing.empty())
-    return makeError(dir_.destination() + ": " + std::to_string(missing.size()) + " tensor(s) never written, first '" +
+    return makeError(dir_->destination() + ": " + std::to_string(missing.size()) + " tensor(s) never written, first '" +
                      missing.front() + "'");
-  for (size_t r = 0; r < ranks_.size(); ++r) {
-    bool bad = std::fflush(ranks_[r].file) != 0;
-    bad |= std::fclose(ranks_[r].file) != 0;
-    ranks_[r].file = nullptr;
+  for (RankFile &rf : ranks_) {
+    bool bad = ::fsync(rf.fd) != 0;
+    bad |= ::close(rf.fd) != 0;
+    rf.fd = -1;
     if (bad)
-      return makeError(pathJoin(dataDir(), "__" + std::to_string(r) + "_0.distcp") + ": write failed: " +
-                       std::strerror(errno));
+      return makeError(rf.path + ": write failed: " + std::strerror(errno));
   }
-  if (auto err = writeWholeFile(pathJoin(dataDir(), ".metadata"), metadataPickle()))
+  std::vector<uint8_t> metadata = metadataPickle();
+  if (auto err = writeNewFile(pathJoin(dataDir(), ".metadata"),
+                              llvm::StringRef(reinterpret_cast<const char *>(metadata.data()), metadata.size())))
     return err;
-  static const char kConfig[] = "{\"sharded_backend\": \"torch_dist\", \"sharded_backend_version\": 1}";
-  if (auto err = writeWholeFile(pathJoin(dataDir(), "metadata.json"),
-                                llvm::ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(kConfig), sizeof kConfig - 1)))
+  if (auto err = writeNewFile(pathJoin(dataDir(), "metadata.json"),
+                              "{\"sharded_backend\": \"torch_dist\", \"sharded_backend_version\": 1}"))
     return err;
-  if (options_.iteration) {
-    std::string it = std::to_string(*options_.iteration);
-    if (auto err = writeWholeFile(pathJoin(dir_.path(), "latest_checkpointed_iteration.txt"),
-                                  llvm::ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(it.data()), it.size())))
+  if (options_.iteration)
+    if (auto err = writeNewFile(pathJoin(dir_->path(), kTrackerFile), std::to_string(*options_.iteration)))
       return err;
-  }
-  return dir_.commit();
+  auto reserved = [](llvm::StringRef name) {
+    return name == ".metadata" || name == "metadata.json" || name == kTrackerFile ||
+           (name.startswith("__") && name.endswith(".distcp"));
+  };
+  return dir_->commit(reserved);
 }
 
 // ---------------------------------------------------------------------------------------------

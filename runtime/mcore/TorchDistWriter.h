@@ -2,13 +2,14 @@
 // metadata.json, `.metadata` (the pickled torch.distributed.checkpoint Metadata, emitted as
 // PyTorch emits it) and `__{rank}_0.distcp` files of torch.save archives, one per chunk,
 // byte-identical to what torch writes. Tensors are streamed: each is handed over once, in
-// any order, and written at once; only `.metadata`'s index is kept in memory. The
-// directory is built under a temporary name and renamed into place by finish().
+// any order, from any thread, and written at once to a place fixed in advance (so the files do
+// not depend on the order); only `.metadata`'s index is kept in memory. The directory is
+// built under a temporary name and renamed into place by finish().
 #pragma once
 
 #include "compiler/TensorMeta.h"
 #include "runtime/io/TensorSource.h"
-#include "runtime/mcore/AtomicDir.h"
+#include "runtime/io/OutputDir.h"
 #include "runtime/mcore/Chunks.h"
 
 #include "llvm/ADT/StringMap.h"
@@ -17,6 +18,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -65,6 +67,10 @@ struct TorchDistWriteOptions {
   /// when unset).
   std::optional<std::string> checkpointId;
   std::optional<std::string> saveId;
+  /// Replace an existing directory instead of refusing.
+  bool force = false;
+  /// Directory whose carried files (config, tokenizer) are copied beside `.metadata`.
+  std::string copyFilesFrom;
 };
 
 class TorchDistWriter {
@@ -74,10 +80,17 @@ public:
                                                                  TorchDistWriteOptions options = {});
   ~TorchDistWriter();
 
-  /// Writes tensor `key` (its whole row-major bytes); every tensor exactly once.
+  /// Writes tensor `key` (its whole row-major bytes); every tensor exactly once, whole or
+  /// chunk by chunk. Thread-safe.
   llvm::Error write(llvm::StringRef key, llvm::ArrayRef<uint8_t> bytes);
+  /// Writes chunk `chunk` of tensor `key`: the row-major bytes of its block.
+  llvm::Error writeChunk(llvm::StringRef key, size_t chunk, llvm::ArrayRef<uint8_t> bytes);
+  /// Adds a file beside `.metadata` (Megatron-Core reads only the files its metadata names).
+  void addFile(std::string name, std::string contents) { dir_->addFile(std::move(name), std::move(contents)); }
+  /// Where `.metadata` and the `.distcp` files are being written until finish().
+  std::string dataDir() const;
   /// Writes `.metadata` and metadata.json (and the iteration wrapping), then renames the
-  /// directory into place. Fails if a tensor was never written.
+  /// directory into place. Fails if a chunk was never written.
   llvm::Error finish();
 
   /// The entries as completed by the defaults, in `.metadata` order.
@@ -89,20 +102,23 @@ private:
     uint64_t offset, length;
   };
   struct RankFile {
-    std::FILE *file = nullptr;
+    int fd = -1;
+    std::string path;
     uint64_t size = 0;
-    std::vector<Stored> stored; ///< in write order
+    std::vector<Stored> stored; ///< in file order
   };
-  TorchDistWriter(AtomicDir dir) : dir_(std::move(dir)) {}
+  TorchDistWriter() = default;
+  llvm::Expected<size_t> tensorEntry(llvm::StringRef key) const;
   llvm::Error writePiece(size_t entry, size_t chunk, llvm::ArrayRef<uint8_t> archiveOrData, bool isTensor);
   std::vector<uint8_t> metadataPickle() const;
-  std::string dataDir() const;
 
-  AtomicDir dir_;
+  std::unique_ptr<OutputDir> dir_;
   TorchDistWriteOptions options_;
   std::vector<DistWriteEntry> entries_;
   llvm::StringMap<size_t> byKey_;
-  std::vector<bool> written_;
+  std::vector<std::vector<bool>> written_; ///< per entry, per chunk
+  std::vector<std::vector<uint64_t>> pieceOffset_; ///< per entry, per chunk: where in its rank's file
+  std::mutex mutex_;                               ///< guards written_
   std::vector<RankFile> ranks_;
   bool failed_ = false;
 };

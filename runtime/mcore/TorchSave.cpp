@@ -270,6 +270,11 @@ llvm::Expected<uint64_t> writeTensorArchive(const ByteSink &sink, DType dtype, l
   return writeArchive(sink, pkl, &data);
 }
 
+uint64_t tensorArchiveSize(DType dtype, llvm::ArrayRef<int64_t> shape) {
+  const llvm::ArrayRef<uint8_t> unread(static_cast<const uint8_t *>(nullptr), size_t(numElements(shape)) * dtypeSize(dtype));
+  return llvm::cantFail(writeTensorArchive(ByteSink(), dtype, shape, unread));
+}
+
 llvm::Expected<uint64_t> writeObjectArchive(const ByteSink &sink, llvm::ArrayRef<uint8_t> dataPkl) {
   return writeArchive(sink, dataPkl, nullptr);
 }

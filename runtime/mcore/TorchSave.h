@@ -68,6 +68,8 @@ std::vector<uint8_t> tensorPickle(DType dtype, llvm::ArrayRef<int64_t> shape);
 llvm::Expected<uint64_t> writeTensorArchive(const ByteSink &sink, DType dtype,
                                             llvm::ArrayRef<int64_t> shape,
                                             llvm::ArrayRef<uint8_t> data);
+/// The size writeTensorArchive's archive will have, known before the data.
+uint64_t tensorArchiveSize(DType dtype, llvm::ArrayRef<int64_t> shape);
 /// Writes torch.save(obj) for an object with no storages, given its data.pkl.
 llvm::Expected<uint64_t> writeObjectArchive(const ByteSink &sink, llvm::ArrayRef<uint8_t> dataPkl);
 /// The same into memory.

@@ -61,6 +61,8 @@ using ByteSink = std::function<llvm::Error(llvm::ArrayRef<uint8_t>)>;
 /// serialization id), so an archive written here is byte-identical to torch.save's.
 class TorchArchiveWriter {
 public:
+  /// An empty `sink` measures: the archive's size comes out exactly, but no byte of data is
+  /// read (it depends only on the records' names and sizes).
   TorchArchiveWriter(ByteSink sink, std::string archiveName = "archive");
 
   /// Appends record `archiveName/name`. Records are written in call order.

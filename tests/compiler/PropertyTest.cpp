@@ -62,7 +62,7 @@ void writeCheckpoint(const std::string &dir, const Checkpoint &ckpt, const Value
 }
 
 Checkpoint readCheckpoint(const std::string &dir) {
-  auto source = requireValue(openSafetensors(dir));
+  auto source = requireValue(openCheckpoint(dir)).tensors; // torch_dist when written as mcore
   Checkpoint out;
   for (const SourceTensor &t : source->tensors()) {
     TensorBytes bytes = requireValue(source->read(t));

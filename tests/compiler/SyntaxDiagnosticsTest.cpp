@@ -88,7 +88,7 @@ TEST_CASE("syntax: misspelt header field") {
 }
 mapping mcore <-> hf { "a" = "b" }
 )"),
-              R"d(test.rules:2:3: error: syntax error: unexpected 'model_type', expecting {'}', 'model_types', 'description', 'layout'}
+              R"d(test.rules:2:3: error: syntax error: unexpected 'model_type', expecting {'}', 'model_types', 'description', 'layout', 'mcore_layout'}
     2 |   model_type "demo"
       |   ^~~~~~~~~~
 note: did you mean 'model_types'?

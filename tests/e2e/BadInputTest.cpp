@@ -362,9 +362,9 @@ std::vector<BadInput> catalogue() {
                        "expected string literal\n"));
   c.push_back(fileCase("config.json without a needed key", "config.json",
                        editConfig([](json &j) { j.erase("num_hidden_layers"); }),
-                       sourceDir() + "/rulebooks/deepseek_v3.rules:8:17: error: config.json has no key "
+                       sourceDir() + "/rulebooks/deepseek_v3.rules:15:17: error: config.json has no key "
                                      "'num_hidden_layers'\n"
-                                     "    8 | param layers  = config.num_hidden_layers\n"
+                                     "   15 | param layers  = config.num_hidden_layers\n"
                                      "      |                 ^~~~~~~~~~~~~~~~~~~~~~~~\n"
                                      "1 error generated.\n" + noPlan));
   c.push_back(fileCase("config.json number beyond a double", "config.json",
@@ -649,9 +649,9 @@ TEST_CASE("a full disk: the write error, nothing left behind, and a rerun with r
   std::vector<std::string> args{"run", "-q", "--from", "hf", "--to", "mcore", hubDir("deepseek_v3"), tmp / "out"};
   CliRun full = runCli(args, tmp.path(), {100'000});
   CHECK(full.status == 1);
-  // The writer reserves each shard's size up front: the limit shows before a byte is copied.
+  // The writer reserves each file's size up front: the limit shows before a byte is copied.
   CHECK(startsWith(full.err, "ckptmap: error: " + tmp.path() + "/.out.ckptmap-tmp."));
-  CHECK(endsWith(full.err, "/model.safetensors: cannot allocate 484248 bytes: File too large\n"));
+  CHECK(endsWith(full.err, "/__0_0.distcp: cannot allocate 670199 bytes: File too large\n"));
   CHECK_FALSE(fs::exists(tmp / "out"));
   CHECK(tempDirsOf(tmp / "out").empty());
   CHECK(runCli(args, tmp.path()).status == 0);

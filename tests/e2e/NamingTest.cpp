@@ -200,7 +200,7 @@ TEST_CASE("Qwen3.5-MoE GatedDeltaNet norm is zero-centred in MCore and comes bac
   TempDir tmp;
   std::string hub = qwenWithNorms(tmp, values);
   convertOk(hub, tmp / "mcore", options("qwen3_5_moe", "hf", "mcore"));
-  auto mc = requireValue(openSafetensors(tmp / "mcore"));
+  auto mc = openTensors(tmp / "mcore");
   for (int L : {0, 1, 2}) {
     std::vector<uint16_t> out = bf16Values(*mc, "decoder.layers." + std::to_string(L) + ".self_attention.out_norm.weight");
     REQUIRE(out.size() == values.size());
@@ -237,7 +237,7 @@ TEST_CASE("Qwen3.5-MoE GatedDeltaNet norm: check states the affine map may round
     CHECK(d.differingElements == 1);
     CHECK(d.firstDifference == 5);
   }
-  auto out = requireValue(openSafetensors(tmp / "hf"));
+  auto out = openTensors(tmp / "hf");
   CHECK(bf16ToFloat(bf16Values(*out, "model.language_model.layers.0.linear_attn.norm.weight")[5]) == 256.0f);
 }
 
@@ -354,7 +354,7 @@ TEST_CASE("Megatron-Core's own tensors convert to HF names and shapes with --hf-
     }
     // DeepSeek's MTP embedding and head are filled from the main ones.
     if (k.family == "deepseek_v3") {
-      auto out = requireValue(openSafetensors(tmp / "hf"));
+      auto out = openTensors(tmp / "hf");
       auto a = requireValue(out->read(*out->find("model.layers.3.embed_tokens.weight")));
       auto b = requireValue(out->read(*out->find("model.embed_tokens.weight")));
       CHECK(std::equal(a.bytes().begin(), a.bytes().end(), b.bytes().begin(), b.bytes().end()));
@@ -409,8 +409,8 @@ TEST_CASE("MCore tensor layouts, byte for byte: grouped QKV, gated QKV, [gate; u
   TempDir tmp;
   SUBCASE("NemotronH: QKV per group, squared-ReLU fc1 is up_proj") {
     convertOk(hubDir("nemotron_h"), tmp / "mcore", options("nemotron_h", "hf", "mcore"));
-    auto hf = requireValue(openSafetensors(hubDir("nemotron_h")));
-    auto mc = requireValue(openSafetensors(tmp / "mcore"));
+    auto hf = openTensors(hubDir("nemotron_h"));
+    auto mc = openTensors(tmp / "mcore");
     CHECK(all(*mc, "decoder.layers.2.self_attention.linear_qkv.weight") ==
           expectedQkv(*hf, "backbone.layers.2.mixer.", 4, 2, 16, false));
     CHECK(all(*mc, "mtp.layers.0.mtp_model_layer.layers.0.self_attention.linear_qkv.weight") ==
@@ -422,8 +422,8 @@ TEST_CASE("MCore tensor layouts, byte for byte: grouped QKV, gated QKV, [gate; u
   }
   SUBCASE("Qwen3.5-MoE: gated QKV, in_proj = [qkv; z; b; a], fc1 = [gate; up]") {
     convertOk(hubDir("qwen3_5_moe"), tmp / "mcore", options("qwen3_5_moe", "hf", "mcore"));
-    auto hf = requireValue(openSafetensors(hubDir("qwen3_5_moe")));
-    auto mc = requireValue(openSafetensors(tmp / "mcore"));
+    auto hf = openTensors(hubDir("qwen3_5_moe"));
+    auto mc = openTensors(tmp / "mcore");
     const std::string lm = "model.language_model.layers.";
     CHECK(all(*mc, "decoder.layers.3.self_attention.linear_qkv.weight") ==
           expectedQkv(*hf, lm + "3.self_attn.", 4, 2, 16, true));
@@ -443,8 +443,8 @@ TEST_CASE("MCore tensor layouts, byte for byte: grouped QKV, gated QKV, [gate; u
   }
   SUBCASE("MiniMax-M3: QKV per group, expert fc1 = [w1; w3], dense fc1 = [gate; up]") {
     convertOk(hubDir("minimax_m3"), tmp / "mcore", options("minimax_m3", "hf", "mcore"));
-    auto hf = requireValue(openSafetensors(hubDir("minimax_m3")));
-    auto mc = requireValue(openSafetensors(tmp / "mcore"));
+    auto hf = openTensors(hubDir("minimax_m3"));
+    auto mc = openTensors(tmp / "mcore");
     const std::string lm = "language_model.model.layers.";
     CHECK(all(*mc, "decoder.layers.1.self_attention.linear_qkv.weight") ==
           expectedQkv(*hf, lm + "1.self_attn.", 4, 2, 16, false));
@@ -459,8 +459,8 @@ TEST_CASE("MCore tensor layouts, byte for byte: grouped QKV, gated QKV, [gate; u
   }
   SUBCASE("DeepSeek-V3: MLA renames, dense and expert fc1 = [gate; up]") {
     convertOk(hubDir("deepseek_v3"), tmp / "mcore", options("deepseek_v3", "hf", "mcore"));
-    auto hf = requireValue(openSafetensors(hubDir("deepseek_v3")));
-    auto mc = requireValue(openSafetensors(tmp / "mcore"));
+    auto hf = openTensors(hubDir("deepseek_v3"));
+    auto mc = openTensors(tmp / "mcore");
     CHECK(all(*mc, "decoder.layers.1.self_attention.linear_kv_down_proj.weight") ==
           all(*hf, "model.layers.1.self_attn.kv_a_proj_with_mqa.weight"));
     CHECK(all(*mc, "decoder.layers.1.self_attention.linear_q_up_proj.weight") ==
@@ -480,8 +480,8 @@ TEST_CASE("stacked experts in MCore are the per-expert tensors, one after anothe
   ConvertOptions o = options("deepseek_v3", "hf", "mcore");
   o.bind.variants["experts"] = "stacked";
   convertOk(hubDir("deepseek_v3"), tmp / "mcore", o);
-  auto hf = requireValue(openSafetensors(hubDir("deepseek_v3")));
-  auto mc = requireValue(openSafetensors(tmp / "mcore"));
+  auto hf = openTensors(hubDir("deepseek_v3"));
+  auto mc = openTensors(tmp / "mcore");
   std::vector<uint8_t> fc1, fc2;
   for (int e = 0; e < 4; ++e) {
     std::string p = "model.layers.2.mlp.experts." + std::to_string(e) + ".";

@@ -95,7 +95,7 @@ TEST_CASE("FP8-block -> NVFP4 in one pass equals dequantizing to BF16, then quan
     CHECK(readFile(direct + "/" + file) == readFile(twoStep + "/" + file));
 
   // Every FP8-block weight became an NVFP4 bundle; none of the old scales is left.
-  auto in = requireValue(openSafetensors(hub));
+  auto in = openTensors(hub);
   auto out = tensorsOf(direct);
   size_t fp8 = 0;
   for (const TensorMeta &t : groupQuantized(OpenedCheckpoint::metasOf(*in)))
@@ -121,8 +121,8 @@ TEST_CASE("--exclude leaves matching tensors and modules unquantized and lists t
   // A module pattern and a tensor-name pattern.
   o.quant.exclude = {"model.layers.1.mlp.experts.*", "*.self_attn.o_proj.weight"};
   ConvertSummary summary = convertOk(hub, out, o);
-  auto in = requireValue(openSafetensors(hub));
-  auto q = requireValue(openSafetensors(out));
+  auto in = openTensors(hub);
+  auto q = openTensors(out);
   size_t kept = 0, quantized = 0;
   for (const SourceTensor &t : in->tensors()) {
     const std::string &name = t.meta.name;
@@ -204,8 +204,8 @@ TEST_CASE("FP8-block QKV regrouping: 128-row heads keep their blocks, smaller he
   CHECK(m.at("qkv.weight").shape == Shape{8 * 128, 64});
   CHECK(m.at("qkv.weight_scale_inv").shape == Shape{8, 1});
   // MCore's grouped layout: group 0 holds q heads 0, 1, then k head 0, then v head 0.
-  auto qs = requireValue(openSafetensors(q));
-  auto ms = requireValue(openSafetensors(tmp / "mcore"));
+  auto qs = openTensors(q);
+  auto ms = openTensors(tmp / "mcore");
   std::vector<uint8_t> fused = bytesOf(*ms, "qkv.weight"), qw = bytesOf(*qs, "q.weight"), kw = bytesOf(*qs, "k.weight");
   size_t head = 128 * 64;
   CHECK(std::equal(fused.begin() + 1 * head, fused.begin() + 2 * head, qw.begin() + 1 * head));
@@ -262,8 +262,8 @@ TEST_CASE("FP8 and FP8-block experts stack into hf-mem and unstack back, byte fo
       CHECK(stacked > 0);
       convertOk(mem, back, options(family, "hf-mem", "hf"));
       // Every tensor back as it was, but for the MTP layer transformers does not hold in memory.
-      auto a = requireValue(openSafetensors(q));
-      auto b = requireValue(openSafetensors(back));
+      auto a = openTensors(q);
+      auto b = openTensors(back);
       for (const SourceTensor &t : a->tensors()) {
         CAPTURE(t.meta.name);
         if (startsWith(t.meta.name, "mtp.") && family == "qwen3_5_moe")
@@ -281,7 +281,7 @@ TEST_CASE("a requantized join keeps the largest of its parts' activation scales,
   quantizeInto(tmp / "plain", tmp / "q", QuantKind::Nvfp4);
   // Calibrated activation scales, as a ModelOpt export carries them.
   std::vector<HandTensor> tensors;
-  for (const TensorMeta &t : OpenedCheckpoint::metasOf(*requireValue(openSafetensors(tmp / "q"))))
+  for (const TensorMeta &t : OpenedCheckpoint::metasOf(*openTensors(tmp / "q")))
     tensors.push_back({t, {t.name}, std::nullopt});
   for (auto [name, scale] : {std::pair{"a.input_scale", 0.5f}, {"b.input_scale", 2.0f}}) {
     std::vector<uint8_t> bytes(4);
@@ -292,7 +292,7 @@ TEST_CASE("a requantized join keeps the largest of its parts' activation scales,
   std::string rules =
       writeToyRules(tmp, "rows", "  \"ab.weight\" = concat(0, \"a.weight\", \"b.weight\", requantize: true)\n");
   ConvertSummary summary = convertOk(tmp / "in", tmp / "out", toyOptions(rules, "hf", "mcore"));
-  auto out = requireValue(openSafetensors(tmp / "out"));
+  auto out = openTensors(tmp / "out");
   CHECK(floatOf(bytesOf(*out, "ab.input_scale")) == 2.0f);
   REQUIRE(summary.exec.lossy.size() == 1);
   CHECK(summary.exec.lossy[0] == "requantized concat (" + rules + ":5:3): its parts' scales differed; input_scale is "
@@ -333,7 +333,7 @@ TEST_CASE("exclusion lists follow the convention: quantized into MCore, converte
 TEST_CASE("NaN, infinite, zero or negative scales: dequantizing names the tensor and writes nothing") {
   TempDir tmp;
   std::string hub = fixture("hf/deepseek_v3_fp8/hub");
-  auto in = requireValue(openSafetensors(hub));
+  auto in = openTensors(hub);
   const std::string target = "model.layers.0.mlp.down_proj.weight_scale_inv";
   for (auto [bad, text] : {std::pair{std::nanf(""), "nan"}, {INFINITY, "inf"}, {0.0f, "0"}, {-0.5f, "-0.5"}}) {
     CAPTURE(text);
@@ -370,7 +370,7 @@ TEST_CASE("the DeepSeek FP8 fixture dequantized equals torch's dequantization, e
   ConvertOptions o = quantizeOptions(QuantKind::None);
   o.quant.dequantize = true;
   ConvertSummary summary = convertOk(hub, out, o);
-  auto deq = requireValue(openSafetensors(out));
+  auto deq = openTensors(out);
   CHECK(reference["tensors"].size() == summary.quant.dequantized);
   for (const auto &[name, expected] : reference["tensors"].items()) {
     CAPTURE(name);

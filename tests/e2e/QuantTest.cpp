@@ -38,8 +38,8 @@ TEST_CASE("quantize: the eligible weights of every family, in every format, as t
       CAPTURE(std::string(f.name));
       std::string out = tmp / (family + "-" + f.name);
       ConvertSummary summary = quantizeInto(hubDir(family), out, f.kind);
-      auto in = requireValue(openSafetensors(hubDir(family)));
-      auto q = requireValue(openSafetensors(out));
+      auto in = openTensors(hubDir(family));
+      auto q = openTensors(out);
       auto outMetas = tensorsOf(*q);
       size_t quantized = 0;
       // Parts engines fuse (q/k/v, gate/up) share the largest of their per-tensor scales.
@@ -194,8 +194,8 @@ TEST_CASE("--dequantize turns the DeepSeek FP8 release into BF16 and drops its q
   // hf -> hf through the rulebook is not a direction it states: dequantize by keeping names.
   o.identity = true;
   ConvertSummary summary = convertOk(hub, out, o);
-  auto in = requireValue(openSafetensors(hub));
-  auto deq = requireValue(openSafetensors(out));
+  auto in = openTensors(hub);
+  auto deq = openTensors(out);
   size_t dequantized = 0;
   for (const TensorMeta &t : groupQuantized(OpenedCheckpoint::metasOf(*in))) {
     const SourceTensor *d = deq->find(t.name);
@@ -237,8 +237,8 @@ TEST_CASE("--quant-format switches NVFP4 between ModelOpt and compressed-tensors
   o.bind.from = o.bind.to = "hf";
   o.quant.naming = QuantNaming::CompressedTensors;
   ConvertSummary toCt = convertOk(modelopt, ct, o);
-  auto a = requireValue(openSafetensors(modelopt));
-  auto b = requireValue(openSafetensors(ct));
+  auto a = openTensors(modelopt);
+  auto b = openTensors(ct);
   size_t renamed = 0;
   for (const TensorMeta &t : groupQuantized(OpenedCheckpoint::metasOf(*a))) {
     if (!t.quant.quantized())
@@ -263,7 +263,7 @@ TEST_CASE("--quant-format switches NVFP4 between ModelOpt and compressed-tensors
   // inverse does not invert back (reported by the run).
   o.quant.naming = QuantNaming::ModelOpt;
   convertOk(ct, back, o);
-  auto c = requireValue(openSafetensors(back));
+  auto c = openTensors(back);
   size_t inexact = 0;
   for (const TensorMeta &t : groupQuantized(OpenedCheckpoint::metasOf(*a))) {
     if (!t.quant.quantized())
@@ -346,10 +346,10 @@ TEST_CASE("joining quantized parts whose global scales differ: refused, or requa
   ConvertSummary summary = convertOk(in, tmp / "requantized", o);
   REQUIRE(summary.exec.lossy.size() == 1);
   CHECK(summary.exec.lossy[0].find("requantized") != std::string::npos);
-  auto out = requireValue(openSafetensors(tmp / "requantized"));
+  auto out = openTensors(tmp / "requantized");
   float ws2, wa, wb;
   std::memcpy(&ws2, bytesOf(*out, "ab.weight_scale_2").data(), 4);
-  auto q = requireValue(openSafetensors(in));
+  auto q = openTensors(in);
   std::memcpy(&wa, bytesOf(*q, "a.weight_scale_2").data(), 4);
   std::memcpy(&wb, bytesOf(*q, "b.weight_scale_2").data(), 4);
   CHECK(ws2 == std::max(wa, wb));
@@ -374,8 +374,8 @@ mapping mcore <-> hf {
   o.bind.to = "mcore";
   convertOk(toy, tmp / "mcore", o);
   convertOk(toy, tmp / "reference", quantizeOptions(QuantKind::Nvfp4));
-  auto mcore = requireValue(openSafetensors(tmp / "mcore"));
-  auto reference = requireValue(openSafetensors(tmp / "reference"));
+  auto mcore = openTensors(tmp / "mcore");
+  auto reference = openTensors(tmp / "reference");
   for (int L = 0; L < 3; ++L) {
     std::string ours = "decoder.layers." + std::to_string(L) + ".mlp.linear_fc2.";
     std::string theirs = "model.layers." + std::to_string(L) + ".mlp.down_proj.";
@@ -393,8 +393,8 @@ mapping mcore <-> hf {
   dequantize.bind.from = dequantize.bind.to = "hf";
   dequantize.quant.dequantize = true;
   convertOk(tmp / "reference", tmp / "reference-back", dequantize);
-  auto back = requireValue(openSafetensors(tmp / "back"));
-  auto referenceBack = requireValue(openSafetensors(tmp / "reference-back"));
+  auto back = openTensors(tmp / "back");
+  auto referenceBack = openTensors(tmp / "reference-back");
   for (int L = 0; L < 3; ++L) {
     std::string name = "model.layers." + std::to_string(L) + ".mlp.down_proj.weight";
     INFO(name);
@@ -403,7 +403,7 @@ mapping mcore <-> hf {
   }
   // Everything else comes back as it was.
   CHECK(bytesOf(*back, "model.layers.0.self_attn.q_proj.weight") ==
-        bytesOf(*requireValue(openSafetensors(toy)), "model.layers.0.self_attn.q_proj.weight"));
+        bytesOf(*openTensors(toy), "model.layers.0.self_attn.q_proj.weight"));
 }
 
 } // namespace ckptmap::e2e

@@ -305,8 +305,8 @@ TEST_CASE("DeepSeek-V3 without what was kept aside: the MTP embedding and head a
   REQUIRE(diff.differences.size() == 2);
   CHECK(diff.differences[0].name == "model.layers.3.embed_tokens.weight");
   CHECK(diff.differences[1].name == "model.layers.3.shared_head.head.weight");
-  auto out = requireValue(openSafetensors(tmp / "hf"));
-  auto hub = requireValue(openSafetensors(hubDir("deepseek_v3")));
+  auto out = openTensors(tmp / "hf");
+  auto hub = openTensors(hubDir("deepseek_v3"));
   auto bytesOf = [](const TensorSource &s, const std::string &n) {
     auto b = requireValue(s.read(*s.find(n)));
     return std::vector<uint8_t>(b.bytes().begin(), b.bytes().end());

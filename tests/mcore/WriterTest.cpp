@@ -163,7 +163,7 @@ TEST_CASE("a failed write leaves nothing behind") {
   // the destination must not exist
   llvm::sys::fs::create_directory(out / "taken");
   auto writer = TorchDistWriter::create(out / "taken", plan);
-  CHECK(errorText(writer) == out / "taken" + ": already exists; not overwriting it");
+  CHECK(errorText(writer) == out / "taken" + ": already exists; use --force to replace it");
 }
 
 TEST_CASE("chunked writes tile the tensor") {

@@ -43,6 +43,10 @@ std::vector<OptionSpec> compileOptions() {
       {"exclude", 0, "PATTERN", "with --quantize: leave tensors or modules matching this glob unquantized", true},
       {"dequantize", 0, "", "store every quantized weight as BF16"},
       {"quant-format", 0, "NAMING", "NVFP4 naming of the output: modelopt or compressed-tensors"},
+      {"mcore-format", 0, "FORMAT", "how an MCore output is stored: torch_dist (Megatron-Core's dist_checkpointing "
+                                    "format; the default) or safetensors (the default for an MCore safetensors input)"},
+      {"iteration", 0, "N", "with torch_dist: write Megatron's save layout, iter_{N:07d}/ beside "
+                            "latest_checkpointed_iteration.txt"},
   };
 }
 
@@ -102,6 +106,9 @@ llvm::Expected<ConvertOptions> conversionOptions(const ParsedArgs &args, const O
   o.rulebook = rulebook;
   o.bind.from = args.get("from");
   o.bind.to = args.get("to");
+  // Megatron's own formats hold MCore names only.
+  if (o.bind.from.empty() && input && input->format != CheckpointFormat::Safetensors)
+    o.bind.from = "mcore";
   if (input && input->provenance) {
     // The way back from a checkpoint this tool wrote needs no direction.
     if (o.bind.from.empty())
@@ -129,6 +136,19 @@ llvm::Expected<ConvertOptions> conversionOptions(const ParsedArgs &args, const O
   o.bind.anyModelType = args.has("any-model-type");
   o.hfConfig = args.get("hf-config");
   o.hfBase = args.get("hf-base");
+  if (args.has("mcore-format")) {
+    o.mcoreFormat = args.get("mcore-format");
+    if (o.mcoreFormat != "torch_dist" && o.mcoreFormat != "safetensors")
+      return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                     "--mcore-format expects torch_dist or safetensors, got '%s'", o.mcoreFormat.c_str());
+  }
+  if (args.has("iteration")) {
+    int64_t n = -1;
+    if (llvm::StringRef(args.get("iteration")).getAsInteger(10, n) || n < 0)
+      return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                     "--iteration expects a non-negative integer, got '%s'", args.get("iteration").c_str());
+    o.iteration = n;
+  }
   if (auto e = quantOptions(args, o.quant))
     return llvm::Expected<ConvertOptions>(std::move(e));
   return o;
@@ -314,6 +334,7 @@ int executeConversion(const ParsedArgs &args, ConvertOptions options, const std:
     j["seconds"] = summary->seconds;
     j["bytes_written"] = summary->exec.bytesWritten;
     j["kept_aside"] = summary->exec.stash;
+    j["not_converted"] = summary->notConverted;
     j["lossy"] = summary->exec.lossy;
     j["quantized"] = summary->quant.quantized;
     j["dequantized"] = summary->quant.dequantized;
@@ -334,6 +355,9 @@ int executeConversion(const ParsedArgs &args, ConvertOptions options, const std:
     printPlanSummary(plan, llvm::outs());
     for (const std::string &s : summary->exec.stash)
       llvm::outs() << "  kept aside (differs from the tensor that would restore it): " << s << "\n";
+    if (size_t n = summary->notConverted.size())
+      llvm::outs() << "  not converted: " << n << " entr" << (n == 1 ? "y" : "ies")
+                   << " of training state and non-tensor state (e.g. '" << summary->notConverted.front() << "')\n";
     const QuantPassReport &q = summary->quant;
     if (q.quantized || q.dequantized || q.renamed)
       llvm::outs() << "  quantization: " << q.quantized << " weights quantized, " << q.dequantized << " dequantized, "
@@ -359,8 +383,10 @@ int executeConversion(const ParsedArgs &args, ConvertOptions options, const std:
 /// none or it does not bind (the tensor list is the answer then).
 void printLayoutSummary(const OpenedCheckpoint &input, llvm::raw_ostream &os) {
   ConvertOptions o;
-  o.bind.from = input.provenance ? input.provenance->to : "hf";
-  o.bind.to = input.provenance ? input.provenance->from : "mcore";
+  const bool megatron = input.format != CheckpointFormat::Safetensors;
+  o.bind.from = input.provenance ? input.provenance->to : megatron ? "mcore" : "hf";
+  o.bind.to = input.provenance ? input.provenance->from : megatron ? "hf" : "mcore";
+  o.mcoreFormat = "safetensors"; // the names of an MCore output do not matter here
   if (input.provenance)
     o.rulebook = input.provenance->family;
   SourceManager sources;
@@ -403,15 +429,15 @@ int runInspect(const ParsedArgs &args) {
 int runDiff(const ParsedArgs &args) {
   // 1 answers the question ("they differ"); a failure to answer it is 2, as cmp and diff do.
   constexpr int kCannotCompare = 2;
-  auto a = openSafetensors(args.positionals()[0]);
+  auto a = openCheckpoint(args.positionals()[0]);
   if (!a)
     return fail(a.takeError()), kCannotCompare;
-  auto b = openSafetensors(args.positionals()[1]);
+  auto b = openCheckpoint(args.positionals()[1]);
   if (!b)
     return fail(b.takeError()), kCannotCompare;
   DiffOptions options;
   options.compareBytes = !args.has("headers-only");
-  auto diff = diffCheckpoints(**a, **b, options);
+  auto diff = diffCheckpoints(*a->tensors, *b->tensors, options);
   if (!diff)
     return fail(diff.takeError()), kCannotCompare;
   if (args.has("json"))

@@ -1,0 +1,7 @@
+#include "runtime/io/TensorSink.h"
+
+namespace ckptmap {
+
+TensorSink::~TensorSink() = default;
+
+} // namespace ckptmap
