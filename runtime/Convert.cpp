@@ -423,6 +423,14 @@ llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRe
     if (auto e = writeStash(summary.exec.stash, *input->tensors, **writer))
       return e;
 
+  // A config given on the command line (a Megatron checkpoint has none) goes with the output
+  // as if it had been found beside the input.
+  if (!options.hfConfig.empty()) {
+    auto bytes = llvm::MemoryBuffer::getFile(options.hfConfig);
+    if (!bytes)
+      return error(options.hfConfig + ": " + bytes.getError().message());
+    (*writer)->addFile("config.json", (*bytes)->getBuffer().str());
+  }
   if (auto e = declareQuantization(*input, plan, summary.quant, options.quant, **writer))
     return e;
 
