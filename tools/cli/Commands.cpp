@@ -386,7 +386,8 @@ void printLayoutSummary(const OpenedCheckpoint &input, llvm::raw_ostream &os) {
   const bool megatron = input.format != CheckpointFormat::Safetensors;
   o.bind.from = input.provenance ? input.provenance->to : megatron ? "mcore" : "hf";
   o.bind.to = input.provenance ? input.provenance->from : megatron ? "hf" : "mcore";
-  o.mcoreFormat = "safetensors"; // the names of an MCore output do not matter here
+  if (o.bind.to == "mcore")
+    o.mcoreFormat = "safetensors"; // the names of an MCore output do not matter here
   if (input.provenance)
     o.rulebook = input.provenance->family;
   SourceManager sources;
@@ -414,14 +415,22 @@ void printLayoutSummary(const OpenedCheckpoint &input, llvm::raw_ostream &os) {
 }
 
 int runInspect(const ParsedArgs &args) {
-  auto source = openCheckpoint(args.positionals()[0]);
+  auto source = openCheckpoint(args.positionals()[0], args.get("hf-config"));
   if (!source)
     return fail(source.takeError());
   if (args.has("json")) {
-    llvm::outs() << describeCheckpoint(*source->tensors).dump(2) << "\n";
+    json j = describeCheckpoint(*source->tensors);
+    j["format"] = mcore::formatName(source->format).str();
+    j["not_converted"] = source->notConverted;
+    llvm::outs() << j.dump(2) << "\n";
     return 0;
   }
   printCheckpoint(llvm::outs(), *source->tensors);
+  llvm::outs() << "storage: " << mcore::formatName(source->format);
+  if (size_t n = source->notConverted.size())
+    llvm::outs() << "; besides the tensors " << n << " entr" << (n == 1 ? "y" : "ies")
+                 << " of training or non-tensor state, which conversions leave";
+  llvm::outs() << "\n";
   printLayoutSummary(*source, llvm::outs());
   return 0;
 }
@@ -745,12 +754,16 @@ int runOps(const ParsedArgs &) {
 const std::vector<CommandSpec> &commandSpecs() {
   static const std::vector<CommandSpec> specs = {
       {"inspect", "CKPT [--json]", "list a checkpoint's tensors, dtypes, shapes and sizes; its family, layout and formats",
-       "Lists every tensor of a safetensors checkpoint (a file, or a directory with or without\n"
-       "model.safetensors.index.json) with its dtype, shape, size and file, then totals per dtype.",
-       {{"json", 0, "", "print JSON instead of a table"}},
+       "Lists every tensor of a checkpoint with its dtype, shape, size and file, then totals per\n"
+       "dtype. CKPT is a safetensors file or directory (with or without model.safetensors.index.json),\n"
+       "a torch_dist directory or a legacy Megatron checkpoint (latest_checkpointed_iteration.txt\n"
+       "with iter_*/mp_rank_*/model_optim_rng.pt), read without Python or torch.",
+       {{"json", 0, "", "print JSON instead of a table"},
+        {"hf-config", 0, "PATH", "config.json naming the family of a Megatron checkpoint"}},
        1, 1},
       {"diff", "A B [--json] [--headers-only]", "compare two checkpoints tensor by tensor",
-       "Reports tensors only in A, only in B, and those whose dtype, shape or bytes differ.\n"
+       "Reports tensors only in A, only in B, and those whose dtype, shape or bytes differ. Either\n"
+       "may be in any format inspect reads.\n"
        "Exits 0 when the checkpoints hold the same tensors, 1 when they differ, 2 when either\n"
        "cannot be read (or the arguments are wrong).",
        {{"json", 0, "", "print JSON"}, {"headers-only", 0, "", "compare names, dtypes and shapes, not bytes"}},
