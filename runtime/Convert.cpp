@@ -5,6 +5,7 @@
 #include "compiler/plan/Shapes.h"
 #include "compiler/quant/Grouping.h"
 #include "runtime/QuantConfig.h"
+#include "runtime/exec/Partition.h"
 #include "runtime/exec/Progress.h"
 #include "runtime/io/Json.h"
 #include "runtime/io/Safetensors.h"
@@ -383,17 +384,29 @@ llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRe
   auto torchDist = writesTorchDist(options, *input, plan.to);
   if (!torchDist)
     return torchDist.takeError();
+  // Several processes: each runs its share of the steps into the same files.
+  OutputShare share = options.share ? *options.share : shareFromLauncher().value_or(OutputShare{});
+  std::vector<bool> shareSteps, shareTensors;
+  if (share.active()) {
+    shareSteps = stepsOfShare(plan, share);
+    shareTensors = storedBySteps(plan, shareSteps);
+  }
+  summary.share = share;
   llvm::Expected<std::unique_ptr<TensorSink>> writer = [&]() -> llvm::Expected<std::unique_ptr<TensorSink>> {
     if (*torchDist) {
       mcore::TorchDistWriteOptions td;
       td.force = options.write.force;
       td.copyFilesFrom = input->dir;
       td.iteration = options.iteration;
+      td.share = share;
+      td.shareTensors = shareTensors;
       return mcore::TorchDistSink::create(expandQuantized(plan.outputs), output.str(), std::move(td));
     }
     WriteOptions write = options.write;
     write.outDir = output.str();
     write.copyFilesFrom = input->dir;
+    write.share = share;
+    write.shareTensors = shareTensors;
     return CheckpointWriter::create(expandQuantized(plan.outputs), write);
   }();
   if (!writer)
@@ -402,6 +415,8 @@ llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRe
   ExecSources execSources{input->tensors.get(), input->stash.get(), base.get()};
   ExecProgress progress;
   ExecOptions exec = options.exec;
+  if (share.active())
+    exec.steps = &shareSteps;
   if (!exec.progress)
     exec.progress = &progress;
   auto kernels = openKernels(options.device, plan);
@@ -419,6 +434,10 @@ llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRe
     summary.device = (*kernels)->name();
     summary.kernels = (*kernels)->stats();
   }
+  if (!summary.exec.stash.empty() && share.active())
+    return error("'" + summary.exec.stash.front() +
+                 "' differs from the tensor that would restore it, and a partitioned run cannot keep it aside; "
+                 "convert in one process");
   if (!summary.exec.stash.empty())
     if (auto e = writeStash(summary.exec.stash, *input->tensors, **writer))
       return e;

@@ -73,6 +73,8 @@ struct ConvertOptions {
   /// --iteration N: a torch_dist output in Megatron's save layout (iter_{N:07d}/ and
   /// latest_checkpointed_iteration.txt).
   std::optional<int64_t> iteration;
+  /// --partition I/N: this process's share of the output; unset: the launcher's ranks, if any.
+  std::optional<OutputShare> share;
   WriteOptions write;
   ExecOptions exec;
   DeviceOptions device; ///< --device, --max-gpu-memory
@@ -86,6 +88,7 @@ struct ConvertSummary {
   uint64_t inputBytes = 0;
   std::string device = "cpu"; ///< the backend the compute ops ran on
   std::vector<std::string> notConverted; ///< the input's training state and other non-tensor entries
+  OutputShare share;                     ///< the part of the output this process wrote
   BackendStats kernels;
 };
 

@@ -2,6 +2,7 @@
 
 #include "compiler/quant/Grouping.h"
 #include "runtime/exec/Chunked.h"
+#include "runtime/exec/Partition.h"
 #include "runtime/exec/QuantOps.h"
 #include "runtime/exec/Values.h"
 
@@ -559,9 +560,21 @@ llvm::Expected<ExecResult> executePlan(const Plan &plan, const ExecSources &sour
   std::vector<TensorMeta> stored = expandQuantized(plan.outputs);
   for (size_t i = 0; i < stored.size(); ++i)
     outputIndex[stored[i].name] = i;
+  // What this run writes: every output, or those of its share's steps.
+  uint64_t bytesToWrite = plan.outputBytes(), tensorsToWrite = plan.outputs.size();
+  if (options.steps) {
+    std::vector<bool> mine = storedBySteps(plan, *options.steps);
+    bytesToWrite = tensorsToWrite = 0;
+    for (size_t i = 0; i < stored.size(); ++i)
+      if (mine[i])
+        bytesToWrite += stored[i].byteSize();
+    for (size_t s = 0; s < plan.steps.size(); ++s)
+      if ((*options.steps)[s])
+        tensorsToWrite += llvm::count_if(plan.steps[s].instrs, [](const Instr &i) { return i.op == InstrOp::Store; });
+  }
   if (options.progress) {
-    options.progress->totalBytes = plan.outputBytes();
-    options.progress->totalTensors = plan.outputs.size();
+    options.progress->totalBytes = bytesToWrite;
+    options.progress->totalTensors = tensorsToWrite;
   }
 
   unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
@@ -581,6 +594,8 @@ llvm::Expected<ExecResult> executePlan(const Plan &plan, const ExecSources &sour
       size_t i = next++;
       if (i >= plan.steps.size())
         return;
+      if (options.steps && !(*options.steps)[i])
+        continue;
       const Step &step = plan.steps[i];
       uint64_t bytes = workingBytes(step);
       bool inPieces = options.maxMemory && bytes > options.maxMemory && chunkable(step);
@@ -614,8 +629,8 @@ llvm::Expected<ExecResult> executePlan(const Plan &plan, const ExecSources &sour
     result.stash.insert(result.stash.end(), s.begin(), s.end());
   for (const auto &n : notes)
     result.lossy.insert(result.lossy.end(), n.begin(), n.end());
-  result.bytesWritten = plan.outputBytes();
-  result.tensorsWritten = plan.outputs.size();
+  result.bytesWritten = bytesToWrite;
+  result.tensorsWritten = tensorsToWrite;
   return result;
 }
 

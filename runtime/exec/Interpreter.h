@@ -34,6 +34,8 @@ struct ExecOptions {
   ExecProgress *progress = nullptr;
   /// Where casts, affine maps, transposes and (de)quantization run; null: the CPU reference.
   KernelBackend *kernels = nullptr;
+  /// The steps to run (one share of a partitioned conversion); null: all.
+  const std::vector<bool> *steps = nullptr;
 };
 
 struct ExecResult {

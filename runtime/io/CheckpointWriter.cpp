@@ -45,7 +45,7 @@ llvm::Expected<std::unique_ptr<CheckpointWriter>> CheckpointWriter::create(
 
   std::unique_ptr<CheckpointWriter> w(new CheckpointWriter());
   llvm::Expected<std::unique_ptr<OutputDir>> dir =
-      OutputDir::create(options.outDir, OutputDir::Options{options.force, options.copyFilesFrom, ""});
+      OutputDir::create(options.outDir, OutputDir::Options{options.force, options.copyFilesFrom, "", options.share});
   if (!dir)
     return dir.takeError();
   w->dir_ = std::move(*dir);
@@ -60,7 +60,8 @@ llvm::Expected<std::unique_ptr<CheckpointWriter>> CheckpointWriter::create(
 llvm::Error CheckpointWriter::createFiles() {
   for (const ShardPlan &shard : layout_.shards) {
     std::string path = joinPath(tempDir(), shard.fileName);
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    // The shares of one output open the same files, and write the same header.
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | (options_.share.active() ? 0 : O_EXCL) | O_CLOEXEC, 0666);
     if (fd < 0)
       return systemError(path, "create", errno);
     fds_.push_back(fd);
@@ -152,9 +153,11 @@ void CheckpointWriter::addFile(std::string name, std::string contents) {
 llvm::Error CheckpointWriter::checkComplete() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<llvm::StringRef> missing;
-  for (size_t i = 0; i < progress_.size(); ++i)
-    if (!progress_[i].touched || progress_[i].covered() != layout_.placements[i].size)
+  for (size_t i = 0; i < progress_.size(); ++i) {
+    bool mine = options_.shareTensors.empty() || options_.shareTensors[i];
+    if (mine && (!progress_[i].touched || progress_[i].covered() != layout_.placements[i].size))
       missing.push_back(layout_.tensors[i].name);
+  }
   if (missing.empty())
     return llvm::Error::success();
   constexpr size_t kShown = 10;
@@ -193,6 +196,11 @@ llvm::Error CheckpointWriter::finish() {
       return failed(systemError(path, "close", errno));
   }
   fds_.clear();
+  if (!dir_->share().finishes()) {
+    if (llvm::Error e = dir_->shareDone())
+      return failed(std::move(e));
+    return llvm::Error::success();
+  }
   if (layout_.shards.size() > 1)
     if (llvm::Error e = writeNewFile(joinPath(tempDir(), kIndexFileName), layout_.indexJson()))
       return failed(std::move(e));

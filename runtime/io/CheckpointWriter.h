@@ -31,6 +31,10 @@ struct WriteOptions {
   std::string copyFilesFrom;
   /// Extra `__metadata__` entries of every shard besides "format": "pt".
   std::map<std::string, std::string> metadata;
+  /// When several processes write the output: this one's part, and which of the tensors
+  /// (by index) it writes.
+  OutputShare share;
+  std::vector<bool> shareTensors;
 };
 
 class CheckpointWriter final : public TensorSink {

@@ -7,6 +7,9 @@
 #include "llvm/ADT/SmallString.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <chrono>
 
 #include <cerrno>
 #include <cstdio>
@@ -76,8 +79,11 @@ llvm::Expected<std::unique_ptr<OutputDir>> OutputDir::create(llvm::StringRef des
   if (::access(parent.c_str(), W_OK | X_OK) != 0)
     return systemError(parent, "create '" + name + "' in it", errno);
 
+  const OutputShare &share = d->options_.share;
   removeStaleTempDirs(d->destination_);
-  std::string temp = tempDirFor(d->destination_, ::getpid());
+  // The processes of a shared output meet in a directory named by their launch.
+  std::string temp = share.active() ? joinPath(parent, "." + name + ".ckptmap-part." + share.launch)
+                                    : tempDirFor(d->destination_, ::getpid());
   if (isTempDirRegistered(temp))
     return ioError(d->destination_ + ": already being written by this process");
   llvm::Expected<TempDirRegistration> reg = TempDirRegistration::add(temp);
@@ -85,9 +91,12 @@ llvm::Expected<std::unique_ptr<OutputDir>> OutputDir::create(llvm::StringRef des
     return reg.takeError();
   // Registered before it exists, so no signal can fall between creation and registration.
   d->registration_ = std::move(*reg);
-  if (::mkdir(temp.c_str(), 0777) != 0)
+  if (::mkdir(temp.c_str(), 0777) != 0 && !(share.active() && errno == EEXIST))
     return systemError(temp, "create directory", errno);
   d->temp_ = temp; // from here on, destruction removes it
+  if (share.active() && pathExists(d->markerOf(share.index)))
+    return ioError(temp + ": holds what an earlier launch of share " + std::to_string(share.index) + " of " +
+                   std::to_string(share.count) + " wrote; remove it, or launch again under a new name");
   return d;
 }
 
@@ -152,9 +161,50 @@ llvm::Error OutputDir::moveIntoPlace() {
   return removeReplaced(destination_, aside);
 }
 
+std::string OutputDir::markerOf(unsigned share) const {
+  return joinPath(temp_, ".share-" + std::to_string(share) + "-of-" + std::to_string(options_.share.count) + ".done");
+}
+
+llvm::Error OutputDir::shareDone() {
+  if (llvm::Error e = syncDirectory(temp_))
+    return e;
+  if (llvm::Error e = writeNewFile(markerOf(options_.share.index), ""))
+    return e;
+  committed_ = true; // the finishing share owns the directory now
+  registration_.release();
+  return llvm::Error::success();
+}
+
+llvm::Error OutputDir::awaitShares() {
+  const unsigned count = options_.share.count;
+  auto start = std::chrono::steady_clock::now();
+  bool said = false;
+  for (unsigned s = 1; s < count; ++s) {
+    while (!pathExists(markerOf(s))) {
+      // A share that fails removes the directory (as its signal handler would).
+      if (!pathExists(temp_))
+        return ioError(destination_ + ": another share failed (its temporary output " + temp_ + " is gone)");
+      // A launcher ends every rank when one fails; shares started by hand may never come.
+      if (!said && std::chrono::steady_clock::now() - start > std::chrono::seconds(30)) {
+        llvm::errs() << "ckptmap: " << destination_ << ": waiting for share " << s << " of " << count
+                     << " to finish (each share runs `ckptmap run ... --partition I/" << count << "`)\n";
+        said = true;
+      }
+      ::usleep(20'000);
+    }
+  }
+  for (unsigned s = 1; s < count; ++s)
+    if (::unlink(markerOf(s).c_str()) != 0)
+      return systemError(markerOf(s), "remove", errno);
+  return llvm::Error::success();
+}
+
 llvm::Error OutputDir::commit(llvm::function_ref<bool(llvm::StringRef)> reserved) {
   if (committed_)
     return ioError(destination_ + ": committed twice");
+  if (options_.share.active())
+    if (llvm::Error e = awaitShares())
+      return e;
   if (llvm::Error e = writeSideFiles(reserved))
     return e;
   if (llvm::Error e = syncDirectory(temp_))

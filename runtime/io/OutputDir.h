@@ -4,6 +4,7 @@
 // checkpoint writer builds its output in one, whatever the format.
 #pragma once
 
+#include "runtime/io/OutputShare.h"
 #include "runtime/io/TempDirs.h"
 
 #include "llvm/ADT/STLFunctionalExtras.h"
@@ -25,6 +26,8 @@ public:
     std::string copyFilesFrom;
     /// Subdirectory of the output the side files go to ("" for the top).
     std::string filesSubdir;
+    /// When several processes write the output: which part this one writes.
+    OutputShare share;
   };
 
   /// Checks that `destination` can be written (absent, or `force`; its parent writable) and
@@ -44,13 +47,19 @@ public:
   void addFile(std::string name, std::string contents);
 
   /// Writes the side files (carried, then added; none that `reserved` claims for the
-  /// format's own files), syncs, and renames the output into place.
+  /// format's own files), syncs, and renames the output into place. Of a shared output, the
+  /// finishing share first waits for the others' shareDone().
   llvm::Error commit(llvm::function_ref<bool(llvm::StringRef)> reserved);
+  /// A share other than the finishing one: its files are written and synced; says so.
+  llvm::Error shareDone();
+  const OutputShare &share() const { return options_.share; }
 
 private:
   OutputDir() = default;
   llvm::Error writeSideFiles(llvm::function_ref<bool(llvm::StringRef)> reserved);
   llvm::Error moveIntoPlace();
+  llvm::Error awaitShares();
+  std::string markerOf(unsigned share) const;
 
   Options options_;
   std::string destination_, temp_;

@@ -214,7 +214,7 @@ llvm::Expected<std::unique_ptr<TorchDistWriter>> TorchDistWriter::create(const s
     return makeError(dir + ": at least one writer rank is needed");
   auto out = OutputDir::create(
       dir, OutputDir::Options{options.force, options.copyFilesFrom,
-                              options.iteration ? iterationName(*options.iteration) : std::string()});
+                              options.iteration ? iterationName(*options.iteration) : std::string(), options.share});
   if (!out)
     return out.takeError();
   std::unique_ptr<TorchDistWriter> w(new TorchDistWriter());
@@ -232,11 +232,14 @@ llvm::Expected<std::unique_ptr<TorchDistWriter>> TorchDistWriter::create(const s
     if (llvm::StringRef(e.key).startswith("common_state/"))
       hasCommon = true;
   }
-  for (DistWriteEntry &e : entries) {
+  const bool finishing = opt.share.finishes();
+  for (size_t k = 0; k < entries.size(); ++k) {
+    DistWriteEntry &e = entries[k];
     bool tensor = e.isTensor;
     std::string key = e.key;
     Shape shape = e.shape;
     w->entries_.push_back(std::move(e));
+    w->mine_.push_back(tensor ? opt.shareTensors.empty() || opt.shareTensors[k] : finishing);
     if (!tensor || !opt.defaultExtraState)
       continue;
     ParamName pn = splitParamName(key);
@@ -249,13 +252,17 @@ llvm::Expected<std::unique_ptr<TorchDistWriter>> TorchDistWriter::create(const s
     int64_t shards = 1;
     if (pn.module.endswith(".experts.experts." + pn.leaf.str()) && !shape.empty())
       shards = shape[0]; // stacked experts: one entry per expert
-    for (int64_t s = 0; s < shards; ++s)
+    for (int64_t s = 0; s < shards; ++s) {
       w->entries_.push_back(DistWriteEntry::object(pn.module.str() + "._extra_state/shard_" + std::to_string(s) + "_" +
                                                    std::to_string(shards),
                                                    nlohmann::json::array({nullptr})));
+      w->mine_.push_back(finishing);
+    }
   }
-  if (!hasCommon && opt.defaultCommonState)
+  if (!hasCommon && opt.defaultCommonState) {
     w->entries_.push_back(DistWriteEntry::object("common_state/shard_0_1", nlohmann::json::array({opt.commonState})));
+    w->mine_.push_back(finishing);
+  }
 
   // Check them and place every chunk on a rank.
   std::vector<uint64_t> load(opt.ranks, 0);
@@ -322,14 +329,15 @@ llvm::Expected<std::unique_ptr<TorchDistWriter>> TorchDistWriter::create(const s
   for (int r = 0; r < opt.ranks; ++r) {
     RankFile &rf = w->ranks_[r];
     rf.path = pathJoin(w->dataDir(), "__" + std::to_string(r) + "_0.distcp");
-    rf.fd = ::open(rf.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    // The shares of one checkpoint open the same files.
+    rf.fd = ::open(rf.path.c_str(), O_WRONLY | O_CREAT | (opt.share.active() ? 0 : O_EXCL) | O_CLOEXEC, 0666);
     if (rf.fd < 0)
       return makeError(rf.path + ": cannot create: " + std::strerror(errno));
     if (auto err = allocateFile(rf.fd, rf.path, rf.size))
       return err;
   }
   for (size_t i = 0; i < w->entries_.size(); ++i)
-    if (!w->entries_[i].isTensor) {
+    if (!w->entries_[i].isTensor && w->mine_[i]) {
       if (auto err = w->writePiece(i, 0, w->entries_[i].archive, false))
         return err;
       w->written_[i][0] = true;
@@ -604,7 +612,7 @@ std::vector<uint8_t> TorchDistWriter::metadataPickle() const {
 llvm::Error TorchDistWriter::finish() {
   std::vector<std::string> missing;
   for (size_t i = 0; i < entries_.size(); ++i)
-    if (llvm::is_contained(written_[i], false))
+    if (mine_[i] && llvm::is_contained(written_[i], false))
       missing.push_back(entries_[i].key);
   if (!missing.empty())
     return makeError(dir_->destination() + ": " + std::to_string(missing.size()) + " tensor(s) never written, first '" +
@@ -616,6 +624,8 @@ llvm::Error TorchDistWriter::finish() {
     if (bad)
       return makeError(rf.path + ": write failed: " + std::strerror(errno));
   }
+  if (!options_.share.finishes())
+    return dir_->shareDone();
   std::vector<uint8_t> metadata = metadataPickle();
   if (auto err = writeNewFile(pathJoin(dataDir(), ".metadata"),
                               llvm::StringRef(reinterpret_cast<const char *>(metadata.data()), metadata.size())))

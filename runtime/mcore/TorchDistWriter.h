@@ -71,6 +71,10 @@ struct TorchDistWriteOptions {
   bool force = false;
   /// Directory whose carried files (config, tokenizer) are copied beside `.metadata`.
   std::string copyFilesFrom;
+  /// When several processes write the checkpoint: this one's part, and which of the entries
+  /// given (by index) it writes; the finishing share writes the bytes entries.
+  OutputShare share;
+  std::vector<bool> shareTensors;
 };
 
 class TorchDistWriter {
@@ -117,6 +121,7 @@ private:
   std::vector<DistWriteEntry> entries_;
   llvm::StringMap<size_t> byKey_;
   std::vector<std::vector<bool>> written_; ///< per entry, per chunk
+  std::vector<bool> mine_;                 ///< per entry: written by this share
   std::vector<std::vector<uint64_t>> pieceOffset_; ///< per entry, per chunk: where in its rank's file
   std::mutex mutex_;                               ///< guards written_
   std::vector<RankFile> ranks_;

@@ -3,6 +3,7 @@
 #include "compiler/check/Ops.h"
 #include "compiler/plan/Shapes.h"
 #include "runtime/Convert.h"
+#include "runtime/exec/Partition.h"
 #include "runtime/exec/Progress.h"
 #include "runtime/io/ByteSize.h"
 #include "runtime/io/Inspect.h"
@@ -85,6 +86,8 @@ std::vector<OptionSpec> executionOptions() {
                               "(default: the GPU for tensors of 1 MiB and more, when there is one); results are "
                               "identical"},
       {"max-gpu-memory", 0, "SIZE", "GPU memory for --device cuda/auto, and as much pinned host memory (default 8GiB)"},
+      {"partition", 0, "I/N", "write share I of N of the output, run by N processes at once (default: the ranks "
+                              "of mpirun or srun); the files are those one process writes"},
       {"force", 'f', "", "replace OUT if it exists"},
       {"json", 0, "", "print a JSON summary, no progress"},
       {"quiet", 'q', "", "print nothing on success"},
@@ -320,6 +323,12 @@ int executeConversion(const ParsedArgs &args, ConvertOptions options, const std:
     options.device.gpu.maxGpuMemory = *size;
   }
   options.write.force = args.has("force");
+  if (args.has("partition")) {
+    auto share = parsePartition(args.get("partition"));
+    if (!share)
+      return fail(share.takeError());
+    options.share = *share;
+  }
 
   SourceManager sources;
   DiagnosticEngine diags(sources);
@@ -335,6 +344,7 @@ int executeConversion(const ParsedArgs &args, ConvertOptions options, const std:
     j["bytes_written"] = summary->exec.bytesWritten;
     j["kept_aside"] = summary->exec.stash;
     j["not_converted"] = summary->notConverted;
+    j["share"] = {{"index", summary->share.index}, {"count", summary->share.count}};
     j["lossy"] = summary->exec.lossy;
     j["quantized"] = summary->quant.quantized;
     j["dequantized"] = summary->quant.dequantized;
@@ -368,6 +378,9 @@ int executeConversion(const ParsedArgs &args, ConvertOptions options, const std:
                    << "): " << k.deviceOps << " ops on the GPU, " << k.hostOps << " small ones on the CPU; "
                    << formatBytes(k.bytesToDevice) << " to the GPU, " << formatBytes(k.bytesToHost) << " back\n";
     double rate = summary->seconds > 0 ? double(summary->exec.bytesWritten) / summary->seconds : 0;
+    if (summary->share.active())
+      llvm::outs() << "share " << summary->share.index << " of " << summary->share.count
+                   << (summary->share.finishes() ? " (finished the output)" : "") << ": ";
     llvm::outs() << "wrote " << out << ": " << summary->exec.tensorsWritten << " tensors, "
                  << formatBytes(summary->exec.bytesWritten) << " in " << llvm::format("%.2f", summary->seconds) << " s ("
                  << formatBytes(uint64_t(rate)) << "/s)\n";
