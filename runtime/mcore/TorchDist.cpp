@@ -270,7 +270,8 @@ llvm::Expected<TensorBytes> TorchDistSource::read(const SourceTensor &tensor) co
     return makeError(root_ + ": no tensor '" + tensor.meta.name + "'");
   const DistEntry &e = index_.entries[it->second];
   const size_t esize = dtypeSize(e.dtype);
-  std::vector<uint8_t> out(size_t(numElements(e.shape)) * esize);
+  const uint64_t whole = uint64_t(numElements(e.shape)) * esize;
+  std::vector<uint8_t> out;
   for (const DistChunk &c : e.chunks) {
     auto bytes = pieceBytes(c.piece);
     if (!bytes)
@@ -291,6 +292,13 @@ llvm::Expected<TensorBytes> TorchDistSource::read(const SourceTensor &tensor) co
     auto storage = (*archive)->storage(*t, options_.verifyCrc);
     if (!storage)
       return storage.takeError();
+    // A tensor stored whole and contiguous is read in place, so a writer can copy it file to file.
+    if (e.chunks.size() == 1 && t->stride == contiguousStrides(t->size) &&
+        storage->size() >= uint64_t(t->offset) * esize + whole) {
+      const std::shared_ptr<const MappedFile> &file = files_.find(c.piece.file)->second;
+      return TensorBytes(storage->data() + t->offset * esize, whole, file).inFile(*file);
+    }
+    out.resize(whole); // once: later chunks find it sized
     Shape zeros(t->size.size(), 0);
     copyBlock(out.data(), e.shape, c.box.offsets, StridedView{storage->data(), t->offset, t->stride}, zeros,
               t->size, esize);
