@@ -2,13 +2,15 @@
 
 #include "llvm/ADT/StringExtras.h"
 
+#include <cassert>
+
 namespace ckptmap {
 
 void NameTemplate::appendLiteral(llvm::StringRef text) {
   if (text.empty())
     return;
   if (!pieces_.empty() && pieces_.back().kind == Piece::Kind::Literal)
-    pieces_.back().text += text.str();
+    pieces_.back().text.append(text.data(), text.size());
   else
     pieces_.push_back({Piece::Kind::Literal, text.str()});
 }
@@ -48,10 +50,18 @@ bool NameTemplate::concrete() const {
 }
 
 std::string NameTemplate::str() const {
+  if (pieces_.size() == 1)
+    return pieces_.front().text;
   std::string out;
   for (const Piece &p : pieces_)
     out += p.text;
   return out;
+}
+
+llvm::StringRef NameTemplate::literal() const {
+  assert(concrete() && "only a concrete name is one literal");
+  // appendLiteral merges neighbours, so a concrete name is at most one piece.
+  return pieces_.empty() ? llvm::StringRef() : llvm::StringRef(pieces_.front().text);
 }
 
 std::string NameTemplate::display() const {
