@@ -366,7 +366,7 @@ std::optional<NameTemplate> Binder::instantiate(const NameTemplate &name, const 
 }
 
 void Binder::addInstance(BoundRule rule, const Stmt &stmt, Sink &sink) {
-  std::vector<const BoundTerm *> leaves;
+  llvm::SmallVector<const BoundTerm *, 4> leaves;
   rule.source.leaves(leaves);
   for (const BoundTerm *leaf : leaves) {
     std::string name = leaf->name.str();
@@ -395,13 +395,12 @@ bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &
   bound.stmt = &stmt;
   bound.variantTrail = ctx.trail;
 
-  std::vector<BoundTerm *> sourceLeaves, targetLeaves;
+  llvm::SmallVector<BoundTerm *, 4> sourceLeaves;
   bound.source.leaves(sourceLeaves);
-  bound.target.leaves(targetLeaves);
   bool hasCaptures = llvm::any_of(sourceLeaves, [](const BoundTerm *t) { return !t->name.concrete(); });
 
   auto present = [&](const BoundRule &r) {
-    std::vector<const BoundTerm *> leaves;
+    llvm::SmallVector<const BoundTerm *, 4> leaves;
     r.source.leaves(leaves);
     size_t n = 0;
     for (const BoundTerm *leaf : leaves)
@@ -430,7 +429,7 @@ bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &
       continue;
     ++matches;
     BoundRule instance = bound;
-    std::vector<BoundTerm *> leaves;
+    llvm::SmallVector<BoundTerm *, 4> leaves;
     instance.source.leaves(leaves);
     instance.target.leaves(leaves);
     for (BoundTerm *leaf : leaves) {

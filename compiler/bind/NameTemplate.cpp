@@ -200,7 +200,7 @@ std::string NameTemplate::negativeIndex(const llvm::StringMap<std::string> &capt
   return "";
 }
 
-void BoundTerm::leaves(std::vector<const BoundTerm *> &out) const {
+void BoundTerm::leaves(llvm::SmallVectorImpl<const BoundTerm *> &out) const {
   if (isTensor()) {
     out.push_back(this);
     return;
@@ -209,7 +209,7 @@ void BoundTerm::leaves(std::vector<const BoundTerm *> &out) const {
     t.leaves(out);
 }
 
-void BoundTerm::leaves(std::vector<BoundTerm *> &out) {
+void BoundTerm::leaves(llvm::SmallVectorImpl<BoundTerm *> &out) {
   if (isTensor()) {
     out.push_back(this);
     return;
