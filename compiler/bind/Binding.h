@@ -34,8 +34,6 @@ public:
   bool concrete() const;
   /// The name; only meaningful when concrete().
   std::string str() const;
-  /// The name without a copy; concrete() only.
-  llvm::StringRef literal() const;
   /// "model.visual.{*rest}", "mtp.{M + 4}": for messages, and read back by fromDisplay.
   std::string display() const;
   static NameTemplate fromDisplay(llvm::StringRef text);

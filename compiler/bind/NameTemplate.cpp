@@ -2,8 +2,6 @@
 
 #include "llvm/ADT/StringExtras.h"
 
-#include <cassert>
-
 namespace ckptmap {
 
 void NameTemplate::appendLiteral(llvm::StringRef text) {
@@ -56,12 +54,6 @@ std::string NameTemplate::str() const {
   for (const Piece &p : pieces_)
     out += p.text;
   return out;
-}
-
-llvm::StringRef NameTemplate::literal() const {
-  assert(concrete() && "only a concrete name is one literal");
-  // appendLiteral merges neighbours, so a concrete name is at most one piece.
-  return pieces_.empty() ? llvm::StringRef() : llvm::StringRef(pieces_.front().text);
 }
 
 std::string NameTemplate::display() const {
