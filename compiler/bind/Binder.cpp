@@ -3,6 +3,7 @@
 #include "compiler/check/Terms.h"
 
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/SmallString.h"
 #include "llvm/ADT/StringSet.h"
 
 #include <algorithm>
@@ -52,7 +53,14 @@ struct Sink {
   std::vector<Mixture> mixed;
 
   void append(Sink &&o) {
-    auto move = [](auto &to, auto &from) { std::move(from.begin(), from.end(), std::back_inserter(to)); };
+    // A chosen variant's instances move up through every enclosing choose: take the whole
+    // vector where this one is empty, else grow once per append.
+    auto move = [](auto &to, auto &from) {
+      if (to.empty())
+        to = std::move(from);
+      else
+        to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
+    };
     move(rules, o.rules);
     move(drops, o.drops);
     move(choices, o.choices);
@@ -157,51 +165,67 @@ std::string Binder::valuesOf(const Expr &expr, const Env &env, const Expr *skip)
 
 std::optional<NameTemplate> Binder::bindPattern(const StringExpr &pattern, const Env &env, llvm::StringRef prefix) {
   NameTemplate name;
-  name.appendLiteral(prefix);
+  // Literal text is gathered here and appended once per run: a name is bound for every
+  // tensor of every variant tried, so growing it piece by piece shows in the profile.
+  llvm::SmallString<128> literal(prefix);
+  auto flush = [&] {
+    name.appendLiteral(literal);
+    literal.clear();
+  };
   for (const StringPiece &piece : pattern.pieces) {
     switch (piece.kind) {
     case StringPiece::Kind::Literal:
-      name.appendLiteral(piece.text);
+      literal += piece.text;
       break;
     case StringPiece::Kind::RestCapture:
+      flush();
       name.appendCapture(piece.text, /*rest=*/true);
       break;
     case StringPiece::Kind::Interpolation: {
-      // The checker allows one unbound name, a capture, which the index is or is computed
-      // from as a * X + b; a and b are the index's values at X = 0 and X = 1.
-      auto unbound = unboundNames(*piece.expr, [&](llvm::StringRef n) {
-        return env.lookup(n) || llvm::is_contained(builtinNames(), n);
-      });
-      if (!unbound.empty()) {
-        const std::string &capture = unbound.front()->name;
-        if (llvm::isa<NameExpr>(*piece.expr)) {
-          name.appendCapture(capture, /*rest=*/false);
+      // Most interpolations name a parameter or loop variable: read it in place.
+      const auto *word = dyn_cast<NameExpr>(piece.expr.get());
+      const Value *v = word ? env.lookup(word->name) : nullptr;
+      std::optional<Value> computed;
+      if (!v) {
+        // The checker allows one unbound name, a capture, which the index is or is computed
+        // from as a * X + b; a and b are the index's values at X = 0 and X = 1.
+        auto unbound = unboundNames(*piece.expr, [&](llvm::StringRef n) {
+          return env.lookup(n) || llvm::is_contained(builtinNames(), n);
+        });
+        if (!unbound.empty()) {
+          const std::string &capture = unbound.front()->name;
+          flush();
+          if (word) {
+            name.appendCapture(capture, /*rest=*/false);
+            break;
+          }
+          Env at0(&env), at1(&env);
+          at0.set(capture, Value(0));
+          at1.set(capture, Value(1));
+          auto offset = eval_.evalInt(*piece.expr, at0);
+          if (!offset)
+            return report(offset.takeError()), std::nullopt;
+          auto next = eval_.evalInt(*piece.expr, at1);
+          if (!next)
+            return report(next.takeError()), std::nullopt;
+          if (*next == *offset) {
+            diags_.error(piece.range, "this index does not change with capture '" + capture + "' (it is " +
+                                          std::to_string(*offset) + " for every value)");
+            return std::nullopt;
+          }
+          name.appendIndex(capture, *next - *offset, *offset);
           break;
         }
-        Env at0(&env), at1(&env);
-        at0.set(capture, Value(0));
-        at1.set(capture, Value(1));
-        auto offset = eval_.evalInt(*piece.expr, at0);
-        if (!offset)
-          return report(offset.takeError()), std::nullopt;
-        auto next = eval_.evalInt(*piece.expr, at1);
-        if (!next)
-          return report(next.takeError()), std::nullopt;
-        if (*next == *offset) {
-          diags_.error(piece.range, "this index does not change with capture '" + capture + "' (it is " +
-                                        std::to_string(*offset) + " for every value)");
-          return std::nullopt;
-        }
-        name.appendIndex(capture, *next - *offset, *offset);
-        break;
+        auto value = eval_.eval(*piece.expr, env);
+        if (!value)
+          return report(value.takeError()), std::nullopt;
+        computed = std::move(*value);
+        v = &*computed;
       }
-      auto v = eval_.eval(*piece.expr, env);
-      if (!v)
-        return report(v.takeError()), std::nullopt;
       if (v->is_number_integer())
-        name.appendLiteral(std::to_string(v->get<int64_t>()));
+        literal += std::to_string(v->get<int64_t>());
       else if (v->is_string())
-        name.appendLiteral(v->get<std::string>());
+        literal += v->get_ref<const std::string &>();
       else {
         diags_.error(piece.range, "a name can only interpolate integers and strings, not " + formatValue(*v));
         return std::nullopt;
@@ -210,6 +234,7 @@ std::optional<NameTemplate> Binder::bindPattern(const StringExpr &pattern, const
     }
     }
   }
+  flush();
   return name;
 }
 
@@ -298,6 +323,13 @@ std::optional<BoundTerm> Binder::bindTerm(const Term &term, const Env &env, llvm
     }
     return true;
   };
+  // Terms are bound for every tensor of every variant tried: one allocation per list.
+  auto reserveOperands = [&](size_t n) {
+    out.operands.reserve(n);
+    out.sizes.reserve(n);
+    out.sizeRanges.reserve(n);
+    out.sizeValues.reserve(n);
+  };
   if (term.binding) {
     auto lo = eval_.evalInt(*term.binding->lo, env);
     if (!lo)
@@ -310,14 +342,17 @@ std::optional<BoundTerm> Binder::bindTerm(const Term &term, const Env &env, llvm
                                             std::to_string(*hi) + "' is empty: nothing to stack");
       return std::nullopt;
     }
+    reserveOperands(size_t(*hi - *lo) * term.operands.size());
     for (int64_t i = *lo; i < *hi; ++i) {
       Env inner(&env);
       inner.set(term.binding->name, Value(i));
       if (!bindOperands(inner))
         return std::nullopt;
     }
-  } else if (!bindOperands(env)) {
-    return std::nullopt;
+  } else {
+    reserveOperands(term.operands.size());
+    if (!bindOperands(env))
+      return std::nullopt;
   }
   return out;
 }
@@ -332,7 +367,7 @@ std::optional<NameTemplate> Binder::instantiate(const NameTemplate &name, const 
 }
 
 void Binder::addInstance(BoundRule rule, const Stmt &stmt, Sink &sink) {
-  std::vector<const BoundTerm *> leaves;
+  llvm::SmallVector<const BoundTerm *, 4> leaves;
   rule.source.leaves(leaves);
   for (const BoundTerm *leaf : leaves) {
     std::string name = leaf->name.str();
@@ -361,13 +396,12 @@ bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &
   bound.stmt = &stmt;
   bound.variantTrail = ctx.trail;
 
-  std::vector<BoundTerm *> sourceLeaves, targetLeaves;
+  llvm::SmallVector<BoundTerm *, 4> sourceLeaves;
   bound.source.leaves(sourceLeaves);
-  bound.target.leaves(targetLeaves);
   bool hasCaptures = llvm::any_of(sourceLeaves, [](const BoundTerm *t) { return !t->name.concrete(); });
 
   auto present = [&](const BoundRule &r) {
-    std::vector<const BoundTerm *> leaves;
+    llvm::SmallVector<const BoundTerm *, 4> leaves;
     r.source.leaves(leaves);
     size_t n = 0;
     for (const BoundTerm *leaf : leaves)
@@ -396,7 +430,7 @@ bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &
       continue;
     ++matches;
     BoundRule instance = bound;
-    std::vector<BoundTerm *> leaves;
+    llvm::SmallVector<BoundTerm *, 4> leaves;
     instance.source.leaves(leaves);
     instance.target.leaves(leaves);
     for (BoundTerm *leaf : leaves) {

@@ -6,6 +6,7 @@
 #include "compiler/bind/Eval.h"
 #include "compiler/check/Ops.h"
 
+#include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringMap.h"
 
 #include <optional>
@@ -65,8 +66,8 @@ struct BoundTerm {
 
   bool isTensor() const { return kind == Kind::Tensor; }
   /// Every tensor leaf, left to right.
-  void leaves(std::vector<const BoundTerm *> &out) const;
-  void leaves(std::vector<BoundTerm *> &out);
+  void leaves(llvm::SmallVectorImpl<const BoundTerm *> &out) const;
+  void leaves(llvm::SmallVectorImpl<BoundTerm *> &out);
 };
 
 /// A rule instance oriented by the direction of the run.

@@ -11,12 +11,20 @@ using llvm::cast;
 
 char EvalError::ID = 0;
 
+void Env::set(llvm::StringRef name, Value value) {
+  for (auto &[n, v] : vars_)
+    if (n == name) {
+      v = std::move(value);
+      return;
+    }
+  vars_.emplace_back(name.str(), std::move(value));
+}
+
 const Value *Env::lookup(llvm::StringRef name) const {
-  for (const Env *e = this; e; e = e->parent_) {
-    auto it = e->vars_.find(name);
-    if (it != e->vars_.end())
-      return &it->second;
-  }
+  for (const Env *e = this; e; e = e->parent_)
+    for (const auto &[n, v] : e->vars_)
+      if (n == name)
+        return &v;
   return nullptr;
 }
 

@@ -5,6 +5,7 @@
 #include "compiler/ast/AST.h"
 #include "compiler/bind/TensorTable.h"
 
+#include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/Error.h"
 
@@ -36,12 +37,14 @@ public:
 class Env {
 public:
   explicit Env(const Env *parent = nullptr) : parent_(parent) {}
-  void set(llvm::StringRef name, Value value) { vars_[name] = std::move(value); }
+  void set(llvm::StringRef name, Value value);
   const Value *lookup(llvm::StringRef name) const;
 
 private:
   const Env *parent_;
-  llvm::StringMap<Value> vars_;
+  /// A scope holds a loop variable or a few parameters, and a lookup walks every scope out
+  /// to the globals: scanning a short list is cheaper than hashing the name at each one.
+  llvm::SmallVector<std::pair<std::string, Value>, 1> vars_;
 };
 
 class Evaluator {

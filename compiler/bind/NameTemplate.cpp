@@ -8,7 +8,7 @@ void NameTemplate::appendLiteral(llvm::StringRef text) {
   if (text.empty())
     return;
   if (!pieces_.empty() && pieces_.back().kind == Piece::Kind::Literal)
-    pieces_.back().text += text.str();
+    pieces_.back().text.append(text.data(), text.size());
   else
     pieces_.push_back({Piece::Kind::Literal, text.str()});
 }
@@ -48,6 +48,8 @@ bool NameTemplate::concrete() const {
 }
 
 std::string NameTemplate::str() const {
+  if (pieces_.size() == 1)
+    return pieces_.front().text;
   std::string out;
   for (const Piece &p : pieces_)
     out += p.text;
@@ -190,7 +192,7 @@ std::string NameTemplate::negativeIndex(const llvm::StringMap<std::string> &capt
   return "";
 }
 
-void BoundTerm::leaves(std::vector<const BoundTerm *> &out) const {
+void BoundTerm::leaves(llvm::SmallVectorImpl<const BoundTerm *> &out) const {
   if (isTensor()) {
     out.push_back(this);
     return;
@@ -199,7 +201,7 @@ void BoundTerm::leaves(std::vector<const BoundTerm *> &out) const {
     t.leaves(out);
 }
 
-void BoundTerm::leaves(std::vector<BoundTerm *> &out) {
+void BoundTerm::leaves(llvm::SmallVectorImpl<BoundTerm *> &out) {
   if (isTensor()) {
     out.push_back(this);
     return;

@@ -4,6 +4,7 @@
 #include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/StringExtras.h"
 
+#include <algorithm>
 #include <limits>
 #include <type_traits>
 
@@ -130,7 +131,12 @@ uint64_t Plan::outputBytes() const {
 }
 
 bool naturalLess(llvm::StringRef a, llvm::StringRef b) {
-  size_t i = 0, j = 0;
+  // Names share long prefixes ("decoder.layers.12.mlp.experts..."), and what both have
+  // compares equal: start where they differ, or at the digit run that position is in.
+  size_t common = std::mismatch(a.begin(), a.begin() + std::min(a.size(), b.size()), b.begin()).first - a.begin();
+  while (common > 0 && llvm::isDigit(a[common - 1]))
+    --common;
+  size_t i = common, j = common;
   while (i < a.size() && j < b.size()) {
     if (llvm::isDigit(a[i]) && llvm::isDigit(b[j])) {
       size_t ie = i, je = j;

@@ -6,6 +6,7 @@
 #include "llvm/ADT/StringExtras.h"
 
 #include <map>
+#include <numeric>
 
 namespace ckptmap {
 
@@ -642,8 +643,16 @@ std::optional<Plan> Planner::run() {
   for (const TensorMeta &t : inputs_.source)
     if (loaded_.count(t.name))
       plan_.inputs.push_back(t);
-  std::stable_sort(plan_.outputs.begin(), plan_.outputs.end(),
-                   [](const TensorMeta &a, const TensorMeta &b) { return naturalLess(a.name, b.name); });
+  // Sorting positions rather than the tensors moves each output once, not at every merge.
+  std::vector<uint32_t> order(plan_.outputs.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint32_t a, uint32_t b) { return naturalLess(plan_.outputs[a].name, plan_.outputs[b].name); });
+  std::vector<TensorMeta> sorted;
+  sorted.reserve(order.size());
+  for (uint32_t i : order)
+    sorted.push_back(std::move(plan_.outputs[i]));
+  plan_.outputs = std::move(sorted);
   return std::move(plan_);
 }
 
