@@ -82,7 +82,7 @@ def main(argv):
         os.makedirs(os.path.join(work, family), exist_ok=True)  # ckptmap creates OUT, not its parents
         try:
             ckptmap(args.ckptmap, "run", "-q", "--force", "--from", "hf", "--to", "mcore", hub, mcore)
-            ckptmap(args.ckptmap, "run", "-q", "--force", mcore, back)
+            ckptmap(args.ckptmap, "run", "-q", "--force", mcore, back, "--hf-base", hub)
         except RuntimeError as e:
             print(f"{family} hf -> mcore -> hf: FAILED: {e}")
             ok = False
