@@ -64,6 +64,22 @@ TEST_CASE("a partitioned conversion writes what one process writes") {
   CHECK(filesUnder(mpi) == filesUnder(tmp / "torch_dist-1"));
 }
 
+TEST_CASE("under srun the shares come from Slurm's task variables") {
+  REQUIRE_MESSAGE(fs::exists(ckptmapBinary()), "build the ckptmap binary first");
+  TempDir tmp;
+  const std::string hub = hubDir("qwen3_5_moe"), args = "run -q --from hf --to mcore " + q(hub) + " ";
+  REQUIRE(runCli(args + q(tmp / "one"), tmp / "log") == 0);
+  std::string command;
+  for (int task = 0; task < 3; ++task)
+    command += "SLURM_JOB_ID=4711 SLURM_STEP_ID=0 SLURM_NTASKS=3 SLURM_PROCID=" + std::to_string(task) + " '" +
+               ckptmapBinary() + "' run --no-progress --from hf --to mcore " + q(hub) + " " + q(tmp / "srun") + " >" +
+               q(tmp / ("task" + std::to_string(task))) + " 2>&1 & ";
+  REQUIRE(std::system((command + "wait").c_str()) == 0);
+  CHECK(readFile(tmp / "task0").find("share 0 of 3 (finished the output): wrote ") != std::string::npos);
+  CHECK(readFile(tmp / "task2").find("share 2 of 3: wrote ") != std::string::npos);
+  CHECK(filesUnder(tmp / "srun") == filesUnder(tmp / "one"));
+}
+
 TEST_CASE("a partitioned conversion that fails in one share leaves nothing") {
   REQUIRE_MESSAGE(fs::exists(ckptmapBinary()), "build the ckptmap binary first");
   TempDir tmp;
