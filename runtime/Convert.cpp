@@ -74,20 +74,21 @@ llvm::Expected<OpenedCheckpoint> openCheckpoint(llvm::StringRef path, llvm::Stri
   CheckpointFormat format = detected ? detected->format : CheckpointFormat::Safetensors;
   llvm::consumeError(detected.takeError());
   out.format = format;
+  // Both Megatron readers list what they leave (training state, non-tensor entries).
+  auto take = [&](auto opened) -> llvm::Error {
+    if (!opened)
+      return opened.takeError();
+    llvm::ArrayRef<std::string> skipped = (*opened)->skipped();
+    out.notConverted.assign(skipped.begin(), skipped.end());
+    out.tensors = std::move(*opened);
+    return llvm::Error::success();
+  };
   if (format == CheckpointFormat::TorchDist) {
-    auto td = mcore::TorchDistSource::open(path.str());
-    if (!td)
-      return td.takeError();
-    for (const std::string &key : (*td)->skipped())
-      out.notConverted.push_back(key);
-    out.tensors = std::move(*td);
+    if (auto e = take(mcore::TorchDistSource::open(path.str())))
+      return e;
   } else if (format == CheckpointFormat::Legacy) {
-    auto legacy = mcore::LegacySource::open(path.str());
-    if (!legacy)
-      return legacy.takeError();
-    for (const std::string &name : (*legacy)->skipped())
-      out.notConverted.push_back(name);
-    out.tensors = std::move(*legacy);
+    if (auto e = take(mcore::LegacySource::open(path.str())))
+      return e;
   } else {
     auto tensors = openSafetensors(path);
     if (!tensors)

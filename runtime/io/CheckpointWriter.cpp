@@ -19,12 +19,6 @@
 namespace ckptmap {
 namespace {
 
-std::string joinPath(llvm::StringRef dir, llvm::StringRef name) {
-  llvm::SmallString<256> p(dir);
-  llvm::sys::path::append(p, name);
-  return std::string(p.str());
-}
-
 } // namespace
 
 uint64_t CheckpointWriter::Progress::covered() const {

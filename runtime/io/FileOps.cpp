@@ -2,11 +2,20 @@
 
 #include "runtime/io/IoError.h"
 
+#include "llvm/ADT/SmallString.h"
+#include "llvm/Support/Path.h"
+
 #include <cerrno>
 #include <fcntl.h>
 #include <unistd.h>
 
 namespace ckptmap {
+
+std::string joinPath(llvm::StringRef dir, const llvm::Twine &name) {
+  llvm::SmallString<256> p(dir);
+  llvm::sys::path::append(p, name);
+  return std::string(p.str());
+}
 
 llvm::Error pwriteAll(int fd, llvm::StringRef path, llvm::ArrayRef<uint8_t> bytes,
                       uint64_t offset) {

@@ -4,11 +4,16 @@
 
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
+#include "llvm/ADT/Twine.h"
 #include "llvm/Support/Error.h"
 
 #include <cstdint>
+#include <string>
 
 namespace ckptmap {
+
+/// `dir/name`, with the platform's separator.
+std::string joinPath(llvm::StringRef dir, const llvm::Twine &name);
 
 /// Writes all of `bytes` at `offset` of `fd` (the file `path`).
 llvm::Error pwriteAll(int fd, llvm::StringRef path, llvm::ArrayRef<uint8_t> bytes,

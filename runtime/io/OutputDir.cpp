@@ -20,12 +20,6 @@
 namespace ckptmap {
 namespace {
 
-std::string joinPath(llvm::StringRef dir, llvm::StringRef name) {
-  llvm::SmallString<256> p(dir);
-  llvm::sys::path::append(p, name);
-  return std::string(p.str());
-}
-
 bool pathExists(const std::string &path) {
   struct stat st;
   return ::lstat(path.c_str(), &st) == 0;

@@ -1,5 +1,6 @@
 #include "runtime/io/Safetensors.h"
 
+#include "runtime/io/FileOps.h"
 #include "runtime/io/IoError.h"
 #include "runtime/io/SafetensorsHeader.h"
 #include "runtime/io/ShardIndex.h"
@@ -18,12 +19,6 @@
 
 namespace ckptmap {
 namespace {
-
-std::string joinPath(llvm::StringRef dir, llvm::StringRef name) {
-  llvm::SmallString<256> p(dir);
-  llvm::sys::path::append(p, name);
-  return std::string(p.str());
-}
 
 bool isRegularFile(const std::string &path) {
   struct stat st;

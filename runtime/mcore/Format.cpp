@@ -1,5 +1,6 @@
 #include "runtime/mcore/Format.h"
 
+#include "runtime/io/FileOps.h"
 #include "runtime/mcore/Errors.h"
 
 #include "llvm/Support/FileSystem.h"
@@ -23,12 +24,6 @@ llvm::StringRef formatName(CheckpointFormat f) {
 
 namespace {
 
-std::string pathJoin(const std::string &dir, const llvm::Twine &name) {
-  llvm::SmallString<256> p(dir);
-  llvm::sys::path::append(p, name);
-  return std::string(p);
-}
-
 bool exists(const std::string &p) { return llvm::sys::fs::exists(p); }
 
 /// Names in `dir` starting with `prefix` (sorted).
@@ -45,7 +40,7 @@ std::vector<std::string> listNames(const std::string &dir, llvm::StringRef prefi
 }
 
 llvm::Expected<bool> isTorchDistDir(const std::string &dir) {
-  std::string meta = pathJoin(dir, "metadata.json");
+  std::string meta = joinPath(dir, "metadata.json");
   if (!exists(meta))
     return false;
   auto buf = llvm::MemoryBuffer::getFile(meta);
@@ -66,19 +61,19 @@ llvm::Expected<bool> isTorchDistDir(const std::string &dir) {
 } // namespace
 
 llvm::Expected<std::string> resolveIterationDir(const std::string &dir) {
-  std::string tracker = pathJoin(dir, "latest_checkpointed_iteration.txt");
+  std::string tracker = joinPath(dir, "latest_checkpointed_iteration.txt");
   auto buf = llvm::MemoryBuffer::getFile(tracker);
   if (!buf)
     return makeError(tracker + ": cannot read: " + buf.getError().message());
   llvm::StringRef text = (*buf)->getBuffer().trim();
   if (text == "release")
-    return pathJoin(dir, "release");
+    return joinPath(dir, "release");
   unsigned long long iteration = 0;
   if (text.empty() || text.getAsInteger(10, iteration))
     return makeError(tracker + ": '" + text + "' is not an iteration number");
   char name[32];
   std::snprintf(name, sizeof name, "iter_%07llu", iteration);
-  std::string iterDir = pathJoin(dir, name);
+  std::string iterDir = joinPath(dir, name);
   if (!llvm::sys::fs::is_directory(iterDir))
     return makeError(tracker + ": names iteration " + text + ", but " + iterDir + " is missing");
   return iterDir;
@@ -97,7 +92,7 @@ llvm::Expected<DetectedCheckpoint> detectFormat(const std::string &path) {
     return td.takeError();
   if (*td)
     return DetectedCheckpoint{CheckpointFormat::TorchDist, path};
-  if (exists(pathJoin(path, "latest_checkpointed_iteration.txt"))) {
+  if (exists(joinPath(path, "latest_checkpointed_iteration.txt"))) {
     auto iter = resolveIterationDir(path);
     if (!iter)
       return iter.takeError();
@@ -111,9 +106,9 @@ llvm::Expected<DetectedCheckpoint> detectFormat(const std::string &path) {
   if (!listNames(path, "mp_rank_").empty())
     return DetectedCheckpoint{CheckpointFormat::Legacy, path};
   for (const std::string &iter : listNames(path, "iter_"))
-    if (!listNames(pathJoin(path, iter), "mp_rank_").empty())
+    if (!listNames(joinPath(path, iter), "mp_rank_").empty())
       return DetectedCheckpoint{CheckpointFormat::Legacy, path};
-  if (exists(pathJoin(path, "model.safetensors.index.json")))
+  if (exists(joinPath(path, "model.safetensors.index.json")))
     return DetectedCheckpoint{CheckpointFormat::Safetensors, path};
   std::error_code ec;
   for (llvm::sys::fs::directory_iterator it(path, ec), end; it != end && !ec; it.increment(ec))

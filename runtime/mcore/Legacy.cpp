@@ -1,5 +1,6 @@
 #include "runtime/mcore/Legacy.h"
 
+#include "runtime/io/FileOps.h"
 #include "runtime/mcore/Errors.h"
 #include "runtime/mcore/Format.h"
 
@@ -14,12 +15,6 @@
 namespace ckptmap::mcore {
 
 namespace {
-
-std::string pathJoin(const std::string &dir, llvm::StringRef name) {
-  llvm::SmallString<256> p(dir);
-  llvm::sys::path::append(p, name);
-  return std::string(p);
-}
 
 std::optional<int64_t> intArg(const PyValue &ns, llvm::StringRef name) {
   const PyValue *v = ns.get(name);
@@ -236,7 +231,7 @@ llvm::Expected<std::unique_ptr<LegacySource>> LegacySource::open(const std::stri
   src->root_ = dir;
   src->options_ = options;
   std::string iterDir = dir;
-  if (llvm::sys::fs::exists(pathJoin(dir, "latest_checkpointed_iteration.txt"))) {
+  if (llvm::sys::fs::exists(joinPath(dir, "latest_checkpointed_iteration.txt"))) {
     auto resolved = resolveIterationDir(dir);
     if (!resolved)
       return resolved.takeError();
@@ -253,7 +248,7 @@ llvm::Expected<std::unique_ptr<LegacySource>> LegacySource::open(const std::stri
       continue;
     auto parsed = parseRankName(name);
     if (!parsed)
-      return makeError(pathJoin(iterDir, name) + ": not a rank directory name (mp_rank_TT[_PPP][_EEE])");
+      return makeError(joinPath(iterDir, name) + ": not a rank directory name (mp_rank_TT[_PPP][_EEE])");
     parsed->name = name.str();
     found.push_back(*parsed);
   }
@@ -264,9 +259,9 @@ llvm::Expected<std::unique_ptr<LegacySource>> LegacySource::open(const std::stri
   std::sort(found.begin(), found.end(), [](const RankName &a, const RankName &b) { return a.name < b.name; });
 
   auto fileIn = [&](const std::string &rankDir) {
-    std::string p = pathJoin(pathJoin(iterDir, rankDir), "model_optim_rng.pt");
-    if (!llvm::sys::fs::exists(p) && llvm::sys::fs::exists(pathJoin(pathJoin(iterDir, rankDir), "model_rng.pt")))
-      p = pathJoin(pathJoin(iterDir, rankDir), "model_rng.pt");
+    std::string p = joinPath(joinPath(iterDir, rankDir), "model_optim_rng.pt");
+    if (!llvm::sys::fs::exists(p) && llvm::sys::fs::exists(joinPath(joinPath(iterDir, rankDir), "model_rng.pt")))
+      p = joinPath(joinPath(iterDir, rankDir), "model_rng.pt");
     return p;
   };
 
@@ -334,12 +329,12 @@ llvm::Expected<std::unique_ptr<LegacySource>> LegacySource::open(const std::stri
         std::string name = rankDirName(t, p, e, P, E);
         expected.insert(name);
         if (!present.count(name))
-          return makeError(pathJoin(iterDir, name) + ": rank directory missing (" + sizesText(T, P, E) + ", from " +
+          return makeError(joinPath(iterDir, name) + ": rank directory missing (" + sizesText(T, P, E) + ", from " +
                            argsFrom + ")");
       }
   for (const std::string &name : present)
     if (!expected.count(name))
-      return makeError(pathJoin(iterDir, name) + ": unexpected rank directory for " + sizesText(T, P, E) + " (from " +
+      return makeError(joinPath(iterDir, name) + ": unexpected rank directory for " + sizesText(T, P, E) + " (from " +
                        argsFrom + ")");
 
   for (int64_t p = 0; p < P; ++p)

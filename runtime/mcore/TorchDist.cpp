@@ -1,5 +1,6 @@
 #include "runtime/mcore/TorchDist.h"
 
+#include "runtime/io/FileOps.h"
 #include "runtime/mcore/Errors.h"
 #include "runtime/mcore/Format.h"
 #include "runtime/mcore/TorchSave.h"
@@ -16,12 +17,6 @@ namespace ckptmap::mcore {
 namespace {
 
 constexpr const char *kMetaModule = "torch.distributed.checkpoint.metadata";
-
-std::string pathJoin(const std::string &dir, llvm::StringRef name) {
-  llvm::SmallString<256> p(dir);
-  llvm::sys::path::append(p, name);
-  return std::string(p);
-}
 
 std::optional<Shape> asSize(const PyValue *v) {
   if (!v)
@@ -184,7 +179,7 @@ llvm::Expected<std::unique_ptr<TorchDistSource>> TorchDistSource::open(const std
   std::unique_ptr<TorchDistSource> src(new TorchDistSource());
   src->root_ = dir;
   src->options_ = options;
-  const std::string metaPath = pathJoin(dir, ".metadata");
+  const std::string metaPath = joinPath(dir, ".metadata");
   auto metaBuf = llvm::MemoryBuffer::getFile(metaPath, false, false);
   if (!metaBuf)
     return makeError(metaPath + ": cannot read: " + metaBuf.getError().message());
@@ -201,7 +196,7 @@ llvm::Expected<std::unique_ptr<TorchDistSource>> TorchDistSource::open(const std
       const DistPiece &p = c.piece;
       auto it = src->files_.find(p.file);
       if (it == src->files_.end()) {
-        std::string full = pathJoin(dir, p.file);
+        std::string full = joinPath(dir, p.file);
         if (!llvm::sys::fs::exists(full))
           return makeError(full + ": missing; " + metaPath + " stores '" + e.key + "' in it");
         auto mapped = MappedFile::open(full);
@@ -250,14 +245,14 @@ bool TorchDistSource::isTrainingState(llvm::StringRef key) {
 }
 
 std::string TorchDistSource::label(const DistPiece &piece) const {
-  return pathJoin(root_, piece.file) + " bytes [" + std::to_string(piece.offset) + ", " +
+  return joinPath(root_, piece.file) + " bytes [" + std::to_string(piece.offset) + ", " +
          std::to_string(piece.offset + piece.length) + ")";
 }
 
 llvm::Expected<llvm::ArrayRef<uint8_t>> TorchDistSource::pieceBytes(const DistPiece &piece) const {
   auto it = files_.find(piece.file);
   if (it == files_.end())
-    return makeError(pathJoin(root_, piece.file) + ": not a file of this checkpoint");
+    return makeError(joinPath(root_, piece.file) + ": not a file of this checkpoint");
   llvm::ArrayRef<uint8_t> all = it->second->bytes();
   if (piece.offset > all.size() || piece.length > all.size() - piece.offset)
     return makeError(label(piece) + ": runs past the end of the file");

@@ -25,12 +25,6 @@ constexpr const char *kMetaModule = "torch.distributed.checkpoint.metadata";
 constexpr const char *kFsModule = "torch.distributed.checkpoint.filesystem";
 constexpr llvm::StringLiteral kTrackerFile = "latest_checkpointed_iteration.txt";
 
-std::string pathJoin(const std::string &dir, llvm::StringRef name) {
-  llvm::SmallString<256> p(dir);
-  llvm::sys::path::append(p, name);
-  return std::string(p);
-}
-
 std::string iterationName(int64_t iteration) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "iter_%07lld", (long long)iteration);
@@ -198,7 +192,7 @@ DistWriteEntry DistWriteEntry::object(std::string key, const nlohmann::json &val
 }
 
 std::string TorchDistWriter::dataDir() const {
-  return options_.iteration ? pathJoin(dir_->path(), iterationName(*options_.iteration)) : dir_->path();
+  return options_.iteration ? joinPath(dir_->path(), iterationName(*options_.iteration)) : dir_->path();
 }
 
 TorchDistWriter::~TorchDistWriter() {
@@ -328,7 +322,7 @@ llvm::Expected<std::unique_ptr<TorchDistWriter>> TorchDistWriter::create(const s
       return makeError(w->dataDir() + ": cannot create: " + ec.message());
   for (int r = 0; r < opt.ranks; ++r) {
     RankFile &rf = w->ranks_[r];
-    rf.path = pathJoin(w->dataDir(), "__" + std::to_string(r) + "_0.distcp");
+    rf.path = joinPath(w->dataDir(), "__" + std::to_string(r) + "_0.distcp");
     // The shares of one checkpoint open the same files.
     rf.fd = ::open(rf.path.c_str(), O_WRONLY | O_CREAT | (opt.share.active() ? 0 : O_EXCL) | O_CLOEXEC, 0666);
     if (rf.fd < 0)
@@ -627,14 +621,14 @@ llvm::Error TorchDistWriter::finish() {
   if (!options_.share.finishes())
     return dir_->shareDone();
   std::vector<uint8_t> metadata = metadataPickle();
-  if (auto err = writeNewFile(pathJoin(dataDir(), ".metadata"),
+  if (auto err = writeNewFile(joinPath(dataDir(), ".metadata"),
                               llvm::StringRef(reinterpret_cast<const char *>(metadata.data()), metadata.size())))
     return err;
-  if (auto err = writeNewFile(pathJoin(dataDir(), "metadata.json"),
+  if (auto err = writeNewFile(joinPath(dataDir(), "metadata.json"),
                               "{\"sharded_backend\": \"torch_dist\", \"sharded_backend_version\": 1}"))
     return err;
   if (options_.iteration)
-    if (auto err = writeNewFile(pathJoin(dir_->path(), kTrackerFile), std::to_string(*options_.iteration)))
+    if (auto err = writeNewFile(joinPath(dir_->path(), kTrackerFile), std::to_string(*options_.iteration)))
       return err;
   auto reserved = [](llvm::StringRef name) {
     return name == ".metadata" || name == "metadata.json" || name == kTrackerFile ||
@@ -651,7 +645,7 @@ llvm::Expected<std::vector<DistWriteEntry>> reproducingPlan(const TorchDistSourc
     llvm::StringRef f = p.file;
     int rank = 0;
     if (!f.consume_front("__") || !f.consume_back("_0.distcp") || f.getAsInteger(10, rank))
-      return makeError(pathJoin(source.root(), p.file) + ": not named __{rank}_0.distcp; cannot reproduce the layout");
+      return makeError(joinPath(source.root(), p.file) + ": not named __{rank}_0.distcp; cannot reproduce the layout");
     return rank;
   };
   for (const DistEntry &e : source.index().entries) {
