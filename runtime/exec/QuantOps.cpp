@@ -113,9 +113,14 @@ llvm::Error checkScales(llvm::ArrayRef<float> values, bool zeroAllowed, const Qu
   return llvm::Error::success();
 }
 
-/// A block scale part's values as F32.
-std::vector<float> scaleValues(const uint8_t *raw, size_t count, DType dtype) {
+/// A block scale part's values as F32; MXFP8 stores them as E8M0 exponent bytes (U8).
+std::vector<float> scaleValues(const uint8_t *raw, size_t count, DType dtype, QuantKind kind) {
   std::vector<float> out(count);
+  if (kind == QuantKind::Mxfp8) {
+    for (size_t i = 0; i < count; ++i)
+      out[i] = fp::e8m0ToF32(raw[i]);
+    return out;
+  }
   visitDType(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     if constexpr (conv::kIsF32Exact<T>)
@@ -139,7 +144,7 @@ llvm::Expected<RtValue> dequantizeValue(RtValue &in, DType to, KernelBackend &ke
   const uint8_t *scales = si >= 0 ? bytesOf(in, si, holder) : nullptr;
   if (si >= 0) {
     const QuantPart &p = g.parts[size_t(si)];
-    if (auto e = checkScales(scaleValues(scales, size_t(numElements(p.shape)), p.dtype), false, p, name))
+    if (auto e = checkScales(scaleValues(scales, size_t(numElements(p.shape)), p.dtype, t.quant.kind), false, p, name))
       return e;
   }
   std::vector<float> globals;

@@ -173,3 +173,59 @@ TEST_CASE("ModelOpt MIXED_PRECISION: NVFP4 and FP8 modules in one checkpoint rou
     CHECK(bytesOf(*got, t.meta.name) == bytesOf(expert ? *x : *y, t.meta.name));
   }
 }
+
+TEST_CASE("--dequantize from every format gives plain BF16 weights and a config that claims no quantization") {
+  TempDir tmp;
+  for (QuantKind kind : {QuantKind::Nvfp4, QuantKind::Fp8Tensor, QuantKind::Fp8Block, QuantKind::Mxfp8}) {
+    CAPTURE(quantKindName(kind).str());
+    const std::string q = tmp / quantKindName(kind).str();
+    quantizeInto(hubDir("deepseek_v3"), q, kind);
+    const std::string out = dequantized(q);
+    requirePlain(out, hubDir("deepseek_v3"));
+    // Shapes and dtypes are the unquantized model's.
+    auto want = tensorsOf(hubDir("deepseek_v3")), got = tensorsOf(out);
+    for (const auto &[name, t] : want) {
+      CAPTURE(name);
+      REQUIRE(got.count(name));
+      CHECK(got.at(name).shape == t.shape);
+      CHECK(got.at(name).dtype == t.dtype);
+    }
+  }
+}
+
+TEST_CASE("MXFP8 scales are E8M0 exponents: 2^-127 is a scale, the NaN code is refused") {
+  TempDir tmp;
+  const std::string q = tmp / "mxfp8";
+  quantizeInto(hubDir("deepseek_v3"), q, QuantKind::Mxfp8);
+  auto in = openTensors(q);
+  const std::string target = "model.layers.0.mlp.down_proj.weight_scale_inv";
+  REQUIRE(in->find(target) != nullptr);
+  for (uint8_t code : {uint8_t(0x00), uint8_t(0xFF)}) {
+    CAPTURE(int(code));
+    std::vector<HandTensor> tensors;
+    for (const SourceTensor &t : in->tensors()) {
+      HandTensor h{t.meta, {t.meta.name}, std::nullopt};
+      if (t.meta.name == target) {
+        std::vector<uint8_t> bytes = bytesOf(*in, target);
+        bytes[0] = code;
+        h = {t.meta, {}, bytes};
+      }
+      tensors.push_back(h);
+    }
+    const std::string edited = tmp / ("code-" + std::to_string(code));
+    writeByHand(q, edited, tensors, {"config.json"}, q);
+    ConvertOptions o = quantizeOptions(QuantKind::None);
+    o.quant.dequantize = true;
+    SourceManager sources;
+    DiagnosticEngine diags(sources);
+    auto result = convert(edited, tmp / ("out-" + std::to_string(code)), o, sources, diags);
+    if (code == 0x00) {
+      CHECK_MESSAGE(bool(result), (result ? "" : llvm::toString(result.takeError())));
+    } else {
+      REQUIRE_FALSE(result);
+      CHECK(llvm::toString(result.takeError()) ==
+            "'" + target + "': element 0 (row 0, col 0) is nan; a quantization scale must be finite and positive "
+                           "(same name, identity)");
+    }
+  }
+}
