@@ -287,11 +287,13 @@ llvm::Expected<TensorBytes> TorchDistSource::read(const SourceTensor &tensor) co
     auto storage = (*archive)->storage(*t, options_.verifyCrc);
     if (!storage)
       return storage.takeError();
-    // A tensor stored whole and contiguous is read in place, so a writer can copy it file to file.
+    // A tensor stored whole and contiguous is read in place, so a writer can copy it file to
+    // file; but pieces lie back to back in their file, and the kernels need aligned elements.
+    const uint8_t *first = storage->data() + t->offset * esize;
     if (e.chunks.size() == 1 && t->stride == contiguousStrides(t->size) &&
-        storage->size() >= uint64_t(t->offset) * esize + whole) {
+        storage->size() >= uint64_t(t->offset) * esize + whole && reinterpret_cast<uintptr_t>(first) % esize == 0) {
       const std::shared_ptr<const MappedFile> &file = files_.find(c.piece.file)->second;
-      return TensorBytes(storage->data() + t->offset * esize, whole, file).inFile(*file);
+      return TensorBytes(first, whole, file).inFile(*file);
     }
     out.resize(whole); // once: later chunks find it sized
     Shape zeros(t->size.size(), 0);
