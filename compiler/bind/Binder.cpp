@@ -405,7 +405,8 @@ bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &
   bound.source = std::move(leftIsSource_ ? *left : *right);
   bound.target = std::move(leftIsSource_ ? *right : *left);
   bound.stmt = &stmt;
-  bound.variantTrail = ctx.trail;
+  if (!sink.probe) // a probe keeps no rules
+    bound.variantTrail = ctx.trail;
 
   llvm::SmallVector<BoundTerm *, 4> sourceLeaves;
   bound.source.leaves(sourceLeaves);
