@@ -28,6 +28,9 @@ namespace {
 /// Where bound instances go while walking. A `choose` binds each variant into its own sink
 /// and keeps the one that fits.
 struct Sink {
+  /// Only what the statements consume and lack is recorded (no rules, no target sides): a
+  /// variant that is not expected to be chosen is probed so, and bound in full if it is.
+  bool probe = false;
   std::vector<BoundRule> rules;
   std::vector<BoundDrop> drops;
   std::vector<ChoiceRecord> choices;
@@ -94,6 +97,9 @@ private:
   bool bindRule(const RuleStmt &rule, Env &env, const Context &ctx, Sink &sink);
   bool bindDrop(const DropStmt &drop, Env &env, const Context &ctx, Sink &sink);
   bool bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, Sink &sink);
+  /// The variant the options, layouts or recorded choices name for `choose` at `where`, else
+  /// the first: the one picked when several match alike.
+  const Variant &preferredVariant(const ChooseStmt &choose, llvm::StringRef where) const;
   std::optional<NameTemplate> bindPattern(const StringExpr &pattern, const Env &env, llvm::StringRef prefix);
   std::optional<BoundTerm> bindTerm(const Term &term, const Env &env, llvm::StringRef prefix);
   std::optional<Value> bindParam(const OpParam &param, const Expr &expr, const Env &env);
@@ -376,13 +382,18 @@ void Binder::addInstance(BoundRule rule, const Stmt &stmt, Sink &sink) {
     else
       sink.missing.push_back({std::move(name), &stmt});
   }
-  sink.rules.push_back(std::move(rule));
+  if (!sink.probe)
+    sink.rules.push_back(std::move(rule));
 }
 
 bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &sink) {
   const CheckedRule &rule = *stmt.checked;
-  auto left = bindTerm(rule.left, env, ctx.leftPrefix);
-  auto right = bindTerm(rule.right, env, ctx.rightPrefix);
+  if (sink.probe && stmt.fallback)
+    return true; // consumes nothing until everything else is bound
+  // A probe binds the source side only: the target side matters once the variant is chosen.
+  const bool bindLeft = !sink.probe || leftIsSource_, bindRight = !sink.probe || !leftIsSource_;
+  std::optional<BoundTerm> left = bindLeft ? bindTerm(rule.left, env, ctx.leftPrefix) : BoundTerm();
+  std::optional<BoundTerm> right = bindRight ? bindTerm(rule.right, env, ctx.rightPrefix) : BoundTerm();
   if (!left || !right)
     return false;
   if (stmt.fallback) {
@@ -394,7 +405,8 @@ bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &
   bound.source = std::move(leftIsSource_ ? *left : *right);
   bound.target = std::move(leftIsSource_ ? *right : *left);
   bound.stmt = &stmt;
-  bound.variantTrail = ctx.trail;
+  if (!sink.probe) // a probe keeps no rules
+    bound.variantTrail = ctx.trail;
 
   llvm::SmallVector<BoundTerm *, 4> sourceLeaves;
   bound.source.leaves(sourceLeaves);
@@ -432,7 +444,8 @@ bool Binder::bindRule(const RuleStmt &stmt, Env &env, const Context &ctx, Sink &
     BoundRule instance = bound;
     llvm::SmallVector<BoundTerm *, 4> leaves;
     instance.source.leaves(leaves);
-    instance.target.leaves(leaves);
+    if (!sink.probe)
+      instance.target.leaves(leaves);
     for (BoundTerm *leaf : leaves) {
       auto filled = instantiate(leaf->name, captures, leaf->range, name);
       if (!filled)
@@ -565,6 +578,36 @@ bool Binder::bindDrop(const DropStmt &drop, Env &env, const Context &ctx, Sink &
   return true;
 }
 
+/// A layout's pick for `choice`, if it makes one.
+static const LayoutDecl::Pick *layoutPick(const LayoutDecl *layout, llvm::StringRef choice) {
+  if (!layout)
+    return nullptr;
+  for (const LayoutDecl::Pick &p : layout->picks)
+    if (p.choice == choice)
+      return &p;
+  return nullptr;
+}
+
+const Variant &Binder::preferredVariant(const ChooseStmt &choose, llvm::StringRef where) const {
+  std::string name;
+  if (auto it = options_.variants.find(choose.name); it != options_.variants.end())
+    name = it->second;
+  else if (const LayoutDecl::Pick *p = layoutPick(layout_, choose.name))
+    name = p->variant;
+  else if (const LayoutDecl::Pick *p = layoutPick(storageLayout_, choose.name))
+    name = p->variant;
+  else if (auto r = llvm::find_if(options_.recorded, [&](const ChoiceRecord &r) { return r.choice == choose.name && r.where == where; });
+           r != options_.recorded.end())
+    name = r->variant;
+  else if (auto r = llvm::find_if(options_.recorded, [&](const ChoiceRecord &r) { return r.choice == choose.name; });
+           r != options_.recorded.end())
+    name = r->variant;
+  else if (const LayoutDecl::Pick *p = layoutPick(defaultLayout_, choose.name))
+    name = p->variant;
+  auto it = llvm::find_if(choose.variants, [&](const Variant &v) { return v.name == name; });
+  return it != choose.variants.end() ? *it : choose.variants.front();
+}
+
 bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, Sink &sink) {
   std::string where = ctx.leftPrefix + " = " + ctx.rightPrefix;
   // Messages name the place by its scope prefixes; outside any scope the position says it all.
@@ -575,23 +618,28 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
     std::vector<llvm::StringRef> sources; ///< sink.consumed, sorted, unique
   };
   std::vector<Attempt> attempts;
-  ++probeDepth_;
-  for (const Variant &variant : choose.variants) {
-    Attempt attempt{&variant, {}, {}};
+  auto bindVariant = [&](Attempt &a, bool probe) {
     Context inner = ctx;
-    inner.trail = ctx.trail.empty() ? choose.name + "=" + variant.name : ctx.trail + ", " + choose.name + "=" + variant.name;
+    inner.trail = ctx.trail.empty() ? choose.name + "=" + a.variant->name : ctx.trail + ", " + choose.name + "=" + a.variant->name;
     Env scope(&env);
-    if (!bindStatements(variant.body, scope, inner, attempt.sink)) {
-      --probeDepth_;
-      return false;
-    }
-    attempts.push_back(std::move(attempt));
-  }
-  --probeDepth_;
-  for (Attempt &a : attempts) {
+    a.sink = Sink();
+    a.sink.probe = probe;
+    ++probeDepth_;
+    bool ok = bindStatements(a.variant->body, scope, inner, a.sink);
+    --probeDepth_;
     a.sources.assign(a.sink.consumed.begin(), a.sink.consumed.end());
     std::sort(a.sources.begin(), a.sources.end());
     a.sources.erase(std::unique(a.sources.begin(), a.sources.end()), a.sources.end());
+    return ok;
+  };
+  // Rules built for variants that are not chosen would be thrown away: only the variant
+  // expected to be chosen is bound in full, the others are probed for what they consume.
+  const Variant *expected = sink.probe ? nullptr : &preferredVariant(choose, where);
+  attempts.reserve(choose.variants.size());
+  for (const Variant &variant : choose.variants) {
+    Attempt &attempt = attempts.emplace_back(Attempt{&variant, {}, {}});
+    if (!bindVariant(attempt, &variant != expected))
+      return false;
   }
 
   std::vector<Attempt *> full;
@@ -695,23 +743,14 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
                                               ": that variant does not fit the checkpoint" + place);
         reason = "--variant " + choose.name + "=" + it->second;
       }
-      // A layout's pick for this choice, if it makes one.
-      auto layoutPick = [&](const LayoutDecl *layout) -> const LayoutDecl::Pick * {
-        if (!layout)
-          return nullptr;
-        for (const LayoutDecl::Pick &p : layout->picks)
-          if (p.choice == choose.name)
-            return &p;
-        return nullptr;
-      };
-      if (const LayoutDecl::Pick *p = chosen ? nullptr : layoutPick(layout_)) {
+      if (const LayoutDecl::Pick *p = chosen ? nullptr : layoutPick(layout_, choose.name)) {
         chosen = pick(p->variant);
         if (!chosen)
           return refuse(p->variantRange, "--layout " + layout_->name + ": variant '" + p->variant + "' of '" +
                                              choose.name + "' does not fit the checkpoint" + place);
         reason = "--layout " + layout_->name;
       }
-      if (const LayoutDecl::Pick *p = chosen ? nullptr : layoutPick(storageLayout_)) {
+      if (const LayoutDecl::Pick *p = chosen ? nullptr : layoutPick(storageLayout_, choose.name)) {
         chosen = pick(p->variant);
         if (!chosen)
           return refuse(p->variantRange, "layout " + storageLayout_->name + " (the output's format): variant '" +
@@ -733,7 +772,7 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
             break;
           }
       }
-      if (const LayoutDecl::Pick *p = chosen ? nullptr : layoutPick(defaultLayout_); p && (chosen = pick(p->variant)))
+      if (const LayoutDecl::Pick *p = chosen ? nullptr : layoutPick(defaultLayout_, choose.name); p && (chosen = pick(p->variant)))
         reason = "default layout " + defaultLayout_->name;
       if (!chosen) {
         chosen = maximal.front();
@@ -741,6 +780,10 @@ bool Binder::bindChoose(const ChooseStmt &choose, Env &env, const Context &ctx, 
       }
     }
   }
+  // A variant chosen against expectation was only probed: bind it in full now. Probing
+  // recorded what it consumes and lacks as a full binding does, so the choice stands.
+  if (chosen->sink.probe && !sink.probe && !bindVariant(*chosen, /*probe=*/false))
+    return false;
   // Tensors another variant would map that the bound one leaves: the block mixes two layouts
   // (e.g. fused experts and some per-expert ones), which no variant describes.
   std::vector<Sink::Mixture> mixed = std::move(chosen->sink.mixed);

@@ -161,6 +161,38 @@ bool naturalLess(llvm::StringRef a, llvm::StringRef b) {
   return a.size() - i < b.size() - j;
 }
 
+std::string naturalKey(llvm::StringRef name) {
+  // A digit run becomes its length without leading zeros (one byte from '0' to '8', or '9'
+  // and four more), those digits, and its length as written (four bytes): compared against
+  // text, the first byte is a digit, as the run's first character would be.
+  auto appendLength = [](std::string &out, size_t n) {
+    for (int shift = 24; shift >= 0; shift -= 8)
+      out += char((n >> shift) & 0xff);
+  };
+  std::string key;
+  key.reserve(name.size() + 16);
+  for (size_t i = 0; i < name.size();) {
+    if (!llvm::isDigit(name[i])) {
+      key += name[i++];
+      continue;
+    }
+    size_t end = i;
+    while (end < name.size() && llvm::isDigit(name[end]))
+      ++end;
+    llvm::StringRef digits = name.slice(i, end).ltrim('0');
+    if (digits.size() < 9) {
+      key += char('0' + digits.size());
+    } else {
+      key += '9';
+      appendLength(key, digits.size());
+    }
+    key += digits;
+    appendLength(key, end - i);
+    i = end;
+  }
+  return key;
+}
+
 static json metaToJson(const TensorMeta &t) {
   json j{{"name", t.name}, {"dtype", std::string(dtypeName(t.dtype))}, {"shape", std::vector<int64_t>(t.shape.begin(), t.shape.end())}};
   if (t.quant.quantized())

@@ -132,5 +132,8 @@ llvm::Expected<Plan> planFromJson(const nlohmann::json &json);
 
 /// "model.layers.10.x" sorts after "model.layers.9.x": digit runs compare as numbers.
 bool naturalLess(llvm::StringRef a, llvm::StringRef b);
+/// A key whose byte order is naturalLess's order of the names: sorting many names by keys
+/// built once compares with memcmp rather than re-scanning digit runs at every comparison.
+std::string naturalKey(llvm::StringRef name);
 
 } // namespace ckptmap

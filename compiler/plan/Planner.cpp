@@ -646,8 +646,11 @@ std::optional<Plan> Planner::run() {
   // Sorting positions rather than the tensors moves each output once, not at every merge.
   std::vector<uint32_t> order(plan_.outputs.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](uint32_t a, uint32_t b) { return naturalLess(plan_.outputs[a].name, plan_.outputs[b].name); });
+  std::vector<std::string> keys;
+  keys.reserve(order.size());
+  for (const TensorMeta &t : plan_.outputs)
+    keys.push_back(naturalKey(t.name));
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return keys[a] < keys[b]; });
   std::vector<TensorMeta> sorted;
   sorted.reserve(order.size());
   for (uint32_t i : order)

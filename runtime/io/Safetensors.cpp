@@ -11,6 +11,7 @@
 #include "llvm/Support/Path.h"
 
 #include <algorithm>
+#include <numeric>
 #include <cerrno>
 #include <dirent.h>
 #include <sys/stat.h>
@@ -107,6 +108,7 @@ llvm::Expected<std::unique_ptr<SafetensorsSource>> SafetensorsSource::open(llvm:
     uint32_t shard;
   };
   std::vector<Found> found;
+  std::vector<size_t> runs{0}; // where each shard's tensors start in `found`, and the end
   llvm::StringMap<uint32_t> owner; // tensor name -> shard that holds it
   const std::vector<std::string> &names = discovered->shardNames;
   std::vector<std::string> paths;
@@ -172,6 +174,7 @@ llvm::Expected<std::unique_ptr<SafetensorsSource>> SafetensorsSource::open(llvm:
       }
       found.push_back({std::move(t), shardIndex});
     }
+    runs.push_back(found.size());
     src->shards_.push_back(
         {name, shardPath, std::move(o.file), o.header.dataStart, std::move(o.header.metadata)});
   }
@@ -181,12 +184,20 @@ llvm::Expected<std::unique_ptr<SafetensorsSource>> SafetensorsSource::open(llvm:
         return ioError(src->indexPath_ + ": tensor '" + tensor + "' is mapped to shard '" +
                        shard + "', which does not contain it");
 
-  std::sort(found.begin(), found.end(), [](const Found &a, const Found &b) {
-    return a.tensor.meta.name < b.tensor.meta.name;
-  });
+  // Each header lists its tensors sorted by name: merge those runs, bottom-up, and merge
+  // positions, so that each tensor is moved once.
+  std::vector<uint32_t> order(found.size());
+  std::iota(order.begin(), order.end(), 0);
+  auto byName = [&](uint32_t a, uint32_t b) { return found[a].tensor.meta.name < found[b].tensor.meta.name; };
+  const size_t shards = runs.size() - 1;
+  for (size_t width = 1; width < shards; width *= 2)
+    for (size_t r = 0; r + width < shards; r += 2 * width)
+      std::inplace_merge(order.begin() + runs[r], order.begin() + runs[r + width],
+                         order.begin() + runs[std::min(r + 2 * width, shards)], byName);
   src->tensors_.reserve(found.size());
   src->locations_.reserve(found.size());
-  for (Found &f : found) {
+  for (uint32_t i : order) {
+    Found &f = found[i];
     const SafetensorsShard &shard = src->shards_[f.shard];
     src->locations_.push_back(
         {f.shard, shard.dataStart + f.tensor.begin, f.tensor.end - f.tensor.begin});

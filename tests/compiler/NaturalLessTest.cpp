@@ -16,6 +16,11 @@ TEST_CASE("naturalLess: digit runs compare as numbers") {
   CHECK(naturalLess("weight1", "weight10"));
   CHECK(naturalLess("x99", "x123456789012345678901234567890"));
   CHECK(naturalLess("x123456789012345678901234567889", "x123456789012345678901234567890"));
+  // Keys of numbers of nine digits and more spell their length in full.
+  CHECK(naturalKey("x12345678") < naturalKey("x123456789"));
+  CHECK(naturalKey("x99") < naturalKey("x123456789012345678901234567890"));
+  CHECK(naturalKey("x123456789012345678901234567889") < naturalKey("x123456789012345678901234567890"));
+  CHECK(naturalKey("x0000000001a") > naturalKey("x1b"));
 }
 
 TEST_CASE("naturalLess: text compares by characters") {
@@ -74,6 +79,11 @@ TEST_CASE("naturalLess: a strict total order on random names") {
         FAIL_CHECK("'" << a << "' and '" << b << "' are unordered");
     }
   }
+  // naturalKey's byte order is the same order.
+  for (const std::string &a : names)
+    for (const std::string &b : names)
+      if ((naturalKey(a) < naturalKey(b)) != naturalLess(a, b))
+        FAIL_CHECK("naturalKey orders '" << a << "' and '" << b << "' unlike naturalLess");
   // Transitive on sampled triples.
   for (int i = 0; i < 20000; ++i) {
     const std::string &a = names[gen() % names.size()], &b = names[gen() % names.size()], &c = names[gen() % names.size()];
