@@ -56,6 +56,10 @@ static llvm::Expected<Provenance> readProvenance(llvm::StringRef path) {
     for (const auto &[name, groups] : (*j)["fp8_row_groups"].items())
       if (groups.is_array() && llvm::all_of(groups, [](const json &g) { return g.is_number_integer() && g.get<int64_t>() > 0; }))
         p.fp8RowGroups[name] = groups.get<std::vector<int64_t>>();
+  if (j->contains("original_files") && (*j)["original_files"].is_object())
+    for (const auto &[file, text] : (*j)["original_files"].items())
+      if (text.is_string())
+        p.originalFiles[file] = text.get<std::string>();
   if (j->contains("choices") && (*j)["choices"].is_array())
     for (const json &c : (*j)["choices"])
       if (c.is_object())
@@ -279,10 +283,24 @@ static llvm::Error writeStash(const std::vector<std::string> &names, const Tenso
   return (*writer)->finish();
 }
 
+/// A configuration file whose module lists were renamed: verbatim as the input's provenance
+/// recorded it when that is the same JSON (a way back), else as nlohmann writes it.
+static std::string renamedFileText(const OpenedCheckpoint &input, llvm::StringRef file, const json &renamed) {
+  if (input.provenance) {
+    auto original = input.provenance->originalFiles.find(file.str());
+    if (original != input.provenance->originalFiles.end() &&
+        json::parse(original->second, nullptr, /*allow_exceptions=*/false) == renamed)
+      return original->second;
+  }
+  return renamed.dump(2) + "\n";
+}
+
 /// The quantization files of the output: kept byte for byte when the run leaves the weights'
 /// formats and module names alone, rewritten when it quantizes, dequantizes or renames them.
+/// `originals` receives the text of each file whose module lists were renamed.
 static llvm::Error declareQuantization(const OpenedCheckpoint &input, const Plan &plan, const QuantPassReport &report,
-                                       const QuantPassOptions &options, TensorSink &writer) {
+                                       const QuantPassOptions &options, TensorSink &writer,
+                                       std::map<std::string, std::string> &originals) {
   std::string hfQuantPath = input.dir + "/hf_quant_config.json";
   json inputHfQuant;
   if (llvm::sys::fs::exists(hfQuantPath)) {
@@ -294,18 +312,24 @@ static llvm::Error declareQuantization(const OpenedCheckpoint &input, const Plan
   bool changed = report.quantized || report.dequantized || report.renamed;
   if (!changed) {
     // Same formats; a new convention still renames the modules the lists leave unquantized.
-    json renamedConfig = input.config, renamedHfQuant = inputHfQuant;
-    if (renameExclusionLists(renamedConfig, plan))
-      writer.addFile("config.json", renamedConfig.dump(2) + "\n");
-    if (renameExclusionLists(renamedHfQuant, plan))
-      writer.addFile("hf_quant_config.json", renamedHfQuant.dump(2) + "\n");
-    else if (!inputHfQuant.is_null()) {
-      auto bytes = llvm::MemoryBuffer::getFile(hfQuantPath);
+    auto keepOrRename = [&](const std::string &file, const std::string &path, const json &in) -> llvm::Error {
+      if (in.is_null())
+        return llvm::Error::success();
+      auto bytes = llvm::MemoryBuffer::getFile(path);
       if (!bytes)
-        return error(hfQuantPath + ": " + bytes.getError().message());
-      writer.addFile("hf_quant_config.json", (*bytes)->getBuffer().str());
-    }
-    return llvm::Error::success();
+        return error(path + ": " + bytes.getError().message());
+      json renamed = in;
+      if (renameExclusionLists(renamed, plan)) {
+        originals[file] = (*bytes)->getBuffer().str();
+        writer.addFile(file, renamedFileText(input, file, renamed));
+      } else if (file != "config.json") {
+        writer.addFile(file, (*bytes)->getBuffer().str());
+      }
+      return llvm::Error::success();
+    };
+    if (auto e = keepOrRename("config.json", input.configPath, input.config))
+      return e;
+    return keepOrRename("hf_quant_config.json", hfQuantPath, inputHfQuant);
   }
   // What the output holds now: the format of its quantized weights, if any is left.
   std::optional<QuantType> format;
@@ -451,7 +475,8 @@ llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRe
       return error(options.hfConfig + ": " + bytes.getError().message());
     (*writer)->addFile("config.json", (*bytes)->getBuffer().str());
   }
-  if (auto e = declareQuantization(*input, plan, summary.quant, options.quant, **writer))
+  std::map<std::string, std::string> originalFiles;
+  if (auto e = declareQuantization(*input, plan, summary.quant, options.quant, **writer, originalFiles))
     return e;
 
   // A conversion between conventions records how it was made; a plan that keeps every name
@@ -469,6 +494,8 @@ llvm::Expected<ConvertSummary> convert(llvm::StringRef inputPath, llvm::StringRe
     for (const TensorMeta &t : plan.outputs)
       if (!t.quant.rowGroups.empty())
         provenance["fp8_row_groups"][t.name] = t.quant.rowGroups;
+    if (!originalFiles.empty())
+      provenance["original_files"] = originalFiles;
     (*writer)->addFile(kProvenanceFile.str(), provenance.dump(2) + "\n");
   } else if (input->provenance) {
     std::string path = input->dir + "/" + kProvenanceFile.str();

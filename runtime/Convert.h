@@ -10,6 +10,7 @@
 #include "runtime/io/CheckpointWriter.h"
 #include "runtime/mcore/Format.h"
 
+#include <map>
 #include <memory>
 #include <optional>
 
@@ -25,6 +26,10 @@ struct Provenance {
   std::string family, from, to;
   std::vector<ChoiceRecord> choices;
   RowGroupHints fp8RowGroups; ///< fused FP8 block weights whose grid keeps one part per row group
+  /// Configuration files whose module lists the run renamed, as they were before: the way back
+  /// writes them verbatim when its renaming gives the same JSON (key order, indentation and
+  /// number spelling are the producer's, not nlohmann's).
+  std::map<std::string, std::string> originalFiles;
 };
 
 /// A checkpoint opened as the input of a conversion.

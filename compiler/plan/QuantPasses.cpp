@@ -3,6 +3,7 @@
 #include "compiler/plan/Shapes.h"
 
 #include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/GlobPattern.h"
 
 #include <map>
@@ -80,6 +81,8 @@ public:
       return report_;
     if (options_.quantize.quantized())
       mergeFusedSteps();
+    if (options_.dequantize)
+      dropKvCacheScales();
     for (Step &step : plan_.steps)
       if (auto e = rewrite(step))
         return llvm::Expected<QuantPassReport>(std::move(e));
@@ -122,6 +125,31 @@ private:
       kept.push_back(std::move(step));
     }
     plan_.steps = std::move(kept);
+  }
+
+  /// --dequantize: FP8 KV-cache scales (`k_proj.k_scale`, `v_proj.v_scale`) mean nothing to an
+  /// output that declares no quantization, so the steps that copy them become drops.
+  void dropKvCacheScales() {
+    auto isKvCacheScale = [](llvm::StringRef name) { return name.endswith(".k_scale") || name.endswith(".v_scale"); };
+    llvm::StringSet<> inputs, outputs;
+    llvm::erase_if(plan_.steps, [&](const Step &step) {
+      const Instr *load = nullptr, *store = nullptr;
+      for (const Instr &i : step.instrs) {
+        const Instr *&slot = i.op == InstrOp::Load ? load : store;
+        if ((i.op != InstrOp::Load && i.op != InstrOp::Store) || slot)
+          return false; // not a plain copy of one tensor
+        slot = &i;
+      }
+      if (!load || !store || !isKvCacheScale(store->tensor))
+        return false;
+      plan_.drops.push_back(
+          PlanDrop{load->tensor, "an FP8 KV-cache scale, and the dequantized output declares no quantization", step.rule});
+      inputs.insert(load->tensor);
+      outputs.insert(store->tensor);
+      return true;
+    });
+    llvm::erase_if(plan_.inputs, [&](const TensorMeta &t) { return inputs.contains(t.name); });
+    llvm::erase_if(plan_.outputs, [&](const TensorMeta &t) { return outputs.contains(t.name); });
   }
 
   /// A loaded bundle that the output should not keep as it is.

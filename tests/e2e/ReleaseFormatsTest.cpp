@@ -229,3 +229,59 @@ TEST_CASE("MXFP8 scales are E8M0 exponents: 2^-127 is a scale, the NaN code is r
     }
   }
 }
+
+TEST_CASE("FP8 KV-cache scales (k_proj.k_scale, v_proj.v_scale) go hf -> torch_dist -> hf byte for byte; --dequantize drops them") {
+  TempDir tmp;
+  for (const std::string family : {"nemotron_h", "qwen3_5_moe", "minimax_m3"}) {
+    CAPTURE(family);
+    const std::string fp8 = tmp / (family + "-fp8"), kv = tmp / (family + "-kv");
+    quantizeInto(hubDir(family), fp8, QuantKind::Fp8Tensor);
+    // Every decoder attention layer gains the two scalars a calibrated FP8 KV cache needs.
+    auto source = openTensors(fp8);
+    std::vector<HandTensor> tensors;
+    size_t attentions = 0;
+    for (const SourceTensor &t : source->tensors()) {
+      tensors.push_back(HandTensor{t.meta, {t.meta.name}, std::nullopt});
+      if (!endsWith(t.meta.name, ".k_proj.weight") || startsWith(t.meta.name, "vision_tower."))
+        continue;
+      const std::string attn = t.meta.name.substr(0, t.meta.name.size() - strlen("k_proj.weight"));
+      ++attentions;
+      for (const char *kind : {"k", "v"}) {
+        const float value = 0.015625f * static_cast<float>(attentions) + (*kind == 'k' ? 0.0f : 0.001f);
+        std::vector<uint8_t> bytes(4);
+        std::memcpy(bytes.data(), &value, 4);
+        tensors.push_back(HandTensor{TensorMeta{attn + kind + "_proj." + kind + "_scale", DType::F32, {}}, {}, bytes});
+      }
+    }
+    REQUIRE(attentions > 0);
+    std::vector<std::string> files;
+    for (const auto &e : fs::directory_iterator(fp8))
+      if (e.path().extension() != ".safetensors" && e.path().filename() != "model.safetensors.index.json")
+        files.push_back(e.path().filename().string());
+    writeByHand(fp8, kv, tensors, files, fp8);
+    json config = readJson(kv + "/config.json"), hfQuant = readJson(kv + "/hf_quant_config.json");
+    config["quantization_config"]["kv_cache_quant_algo"] = "FP8";
+    writeFile(kv + "/config.json", config.dump(2) + "\n");
+    // As ModelOpt writes it: keys in its own order, indented by 4.
+    nlohmann::ordered_json modelopt;
+    modelopt["producer"] = hfQuant["producer"];
+    modelopt["quantization"]["quant_algo"] = "FP8";
+    modelopt["quantization"]["kv_cache_quant_algo"] = "FP8";
+    modelopt["quantization"]["exclude_modules"] = hfQuant["quantization"]["exclude_modules"];
+    writeFile(kv + "/hf_quant_config.json", modelopt.dump(4) + "\n");
+
+    requireRoundTrip(family, kv);
+    // MCore holds them beside the attention's core_attention, unchanged.
+    size_t mcoreScales = 0;
+    auto mcore = openTensors(kv + "-mcore");
+    for (const SourceTensor &t : mcore->tensors())
+      if (t.meta.name.find(".self_attention.core_attention.") != std::string::npos) {
+        CHECK(t.meta.dtype == DType::F32);
+        CHECK(t.meta.shape.empty());
+        ++mcoreScales;
+      }
+    CHECK(mcoreScales == 2 * attentions);
+    // Dequantized, the output declares no quantization, so the KV-cache scales are dropped.
+    requirePlain(dequantized(kv), hubDir(family));
+  }
+}
