@@ -38,13 +38,18 @@ std::optional<Plan> compileLogical(const CheckedRulebook &rulebook, llvm::String
 
 } // namespace
 
+const std::vector<TensorMeta> &CompileInputs::logicalSource() const {
+  if (!logicalSource_)
+    logicalSource_ = groupQuantized(source, rowGroups);
+  return *logicalSource_;
+}
+
 std::optional<Plan> compilePlan(const CheckedRulebook &rulebook, llvm::StringRef rulebookPath,
                                 const CompileInputs &inputs, const BindOptions &options, DiagnosticEngine &diags) {
   // Rules see a quantized weight as one tensor; its scales travel with it.
-  std::vector<TensorMeta> source = groupQuantized(inputs.source, inputs.rowGroups), stash = groupQuantized(inputs.stash),
-                          base = groupQuantized(inputs.base);
-  return compileLogical(rulebook, rulebookPath, inputs.config, PlanInputs{source, stash, base, inputs.haveBase}, options,
-                        diags);
+  std::vector<TensorMeta> stash = groupQuantized(inputs.stash), base = groupQuantized(inputs.base);
+  return compileLogical(rulebook, rulebookPath, inputs.config,
+                        PlanInputs{inputs.logicalSource(), stash, base, inputs.haveBase}, options, diags);
 }
 
 RoundTrip checkRoundTrip(const CheckedRulebook &rulebook, llvm::StringRef rulebookPath, const Plan &forward,
@@ -52,7 +57,8 @@ RoundTrip checkRoundTrip(const CheckedRulebook &rulebook, llvm::StringRef rulebo
   RoundTrip result;
   // The input as rules see it: what the way back must restore, and what --hf-base would hold
   // (read, as a run reads --hf-base, without the input's recorded row groups).
-  std::vector<TensorMeta> original = groupQuantized(forwardInputs.source, forwardInputs.rowGroups), unhinted;
+  const std::vector<TensorMeta> &original = forwardInputs.logicalSource();
+  std::vector<TensorMeta> unhinted;
   if (!forwardInputs.rowGroups.empty())
     unhinted = groupQuantized(forwardInputs.source);
   const std::vector<TensorMeta> &base = forwardInputs.rowGroups.empty() ? original : unhinted;

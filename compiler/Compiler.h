@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <optional>
+#include <vector>
 
 namespace ckptmap {
 
@@ -25,6 +26,14 @@ struct CompileInputs {
   /// Fused FP8 block weights whose grids keep their parts' rows (recorded by the run that
   /// wrote them).
   RowGroupHints rowGroups;
+
+  /// `source` as rules see it (a quantized weight and its scales as one tensor): grouped on
+  /// first use and shared by the forward plan and the check of the way back. `source` and
+  /// `rowGroups` must not change after.
+  const std::vector<TensorMeta> &logicalSource() const;
+
+private:
+  mutable std::optional<std::vector<TensorMeta>> logicalSource_;
 };
 
 /// Binds and plans one direction; null when there were errors.

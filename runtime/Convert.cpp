@@ -166,6 +166,10 @@ llvm::Expected<std::string> resolveRulebook(llvm::StringRef arg, const json &con
     for (llvm::sys::fs::directory_iterator it(dir, ec), end; it != end && !ec; it.increment(ec)) {
       if (llvm::sys::path::extension(it->path()) != ".rules")
         continue;
+      // Only a rulebook whose text names the model_type can accept it: the others need no parse.
+      auto text = llvm::MemoryBuffer::getFile(it->path());
+      if (text && (*text)->getBuffer().find("\"" + type + "\"") == llvm::StringRef::npos)
+        continue;
       SourceManager sources;
       DiagnosticEngine diags(sources);
       auto rb = parseRulebookFile(it->path(), sources, diags);
