@@ -81,9 +81,10 @@ RoundTrip checkRoundTrip(const CheckedRulebook &rulebook, llvm::StringRef rulebo
   // What only --hf-base supplies is a stated gap, not a failure of the rules.
   llvm::StringMap<std::string> baseReason;
   for (const Step &s : result.reverse->steps)
-    for (const Instr &i : s.instrs)
-      if (i.op == InstrOp::Load && i.source == LoadSource::Base)
-        baseReason[i.tensor] = s.rule;
+    if (llvm::any_of(s.instrs, [](const Instr &i) { return i.op == InstrOp::Load && i.source == LoadSource::Base; }))
+      for (const Instr &i : s.instrs)
+        if (i.op == InstrOp::Store)
+          baseReason[i.tensor] = s.rule; // under the name it is restored as
   std::vector<std::pair<NameTemplate, const PlanGap *>> gaps;
   for (const PlanGap &g : result.reverse->gaps)
     gaps.push_back({NameTemplate::fromDisplay(g.pattern), &g});

@@ -51,7 +51,7 @@ statement
     | 'scope' left=STRING '=' right=STRING body                 # scopeStmt
     | 'use' name=IDENT                                          # useStmt
     | 'choose' name=IDENT '{' variant+ '}'                      # chooseStmt
-    | 'drop' side=convention pattern=STRING 'because' reason=STRING restore?  # dropStmt
+    | fallback='otherwise'? 'drop' side=convention pattern=STRING 'because' reason=STRING restore?  # dropStmt
     | 'keep' pattern=STRING                                     # keepStmt
     ;
 
@@ -78,7 +78,7 @@ variant
 restore
     : 'restore' 'copy' source=STRING                            # restoreCopy
     | 'restore' 'fill' '(' value=expr ',' shape=expr ',' dtype=IDENT ')'  # restoreFill
-    | 'restore' 'from' 'base'                                   # restoreFromBase
+    | 'restore' 'from' 'base' (sources+=STRING (',' sources+=STRING)*)?  # restoreFromBase
     ;
 
 assertStmt

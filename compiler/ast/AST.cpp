@@ -297,13 +297,19 @@ static void dumpStmt(const Stmt &stmt, llvm::raw_ostream &os, unsigned indent) {
     break;
   case Stmt::Kind::Drop: {
     const auto &d = cast<DropStmt>(stmt);
-    os << "drop " << d.side << " ";
+    os << (d.fallback ? "otherwise drop " : "drop ") << d.side << " ";
     dumpString(*d.pattern, os);
     os << " because " << quoted(d.reason);
     switch (d.restore) {
     case DropStmt::Restore::None: break;
     case DropStmt::Restore::Copy: os << " restore copy "; dumpString(*d.copySource, os); break;
-    case DropStmt::Restore::FromBase: os << " restore from base"; break;
+    case DropStmt::Restore::FromBase:
+      os << " restore from base";
+      for (size_t i = 0; i < d.baseSources.size(); ++i) {
+        os << (i ? ", " : " ");
+        dumpString(*d.baseSources[i], os);
+      }
+      break;
     case DropStmt::Restore::Fill:
       os << " restore fill(";
       dump(*d.fillValue, os);

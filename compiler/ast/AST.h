@@ -295,6 +295,12 @@ public:
   ExprPtr fillValue, fillShape;           ///< Fill
   std::string fillDType;
   SourceRange fillDTypeRange;
+  /// FromBase: the --hf-base names to take, whose captures fill `pattern` (the base may spell
+  /// a block another way than the output); empty: `pattern` itself.
+  std::vector<std::unique_ptr<StringExpr>> baseSources;
+  /// `otherwise drop`: consumes only source tensors no other statement consumed, and restores
+  /// only --hf-base tensors no other `restore from base` took.
+  bool fallback = false;
 };
 
 /// `keep "pattern"`: source tensors matching the pattern that no other rule consumes keep

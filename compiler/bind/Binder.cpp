@@ -34,9 +34,10 @@ struct Sink {
   std::vector<BoundRule> rules;
   std::vector<BoundDrop> drops;
   std::vector<ChoiceRecord> choices;
-  std::vector<std::pair<NameTemplate, const DropStmt *>> fromBase, notRestored;
-  /// `otherwise` renames and `keep`s, applied once everything else is bound: a source
-  /// template, the target template, the statement.
+  std::vector<BaseRestore> fromBase;
+  std::vector<std::pair<NameTemplate, const DropStmt *>> notRestored;
+  /// `otherwise` renames and drops and `keep`s, applied once everything else is bound: a
+  /// source template, the target template (none for a drop), the statement.
   struct Fallback {
     NameTemplate source, target;
     const Stmt *stmt;
@@ -483,6 +484,12 @@ bool Binder::bindDrop(const DropStmt &drop, Env &env, const Context &ctx, Sink &
   base.consumes = consumes;
   base.variantTrail = ctx.trail;
 
+  if (consumes && drop.fallback) {
+    // Like an `otherwise` rename: it takes what is left once everything else is bound.
+    if (!sink.probe)
+      sink.fallbacks.push_back({std::move(*pattern), NameTemplate(), &drop});
+    return true;
+  }
   if (consumes) {
     auto addConsumed = [&](const std::string &name, const llvm::StringMap<std::string> &captures) -> bool {
       BoundDrop d = base;
@@ -530,9 +537,19 @@ bool Binder::bindDrop(const DropStmt &drop, Env &env, const Context &ctx, Sink &
   case DropStmt::Restore::None:
     sink.notRestored.push_back({*pattern, &drop});
     return true;
-  case DropStmt::Restore::FromBase:
-    sink.fromBase.push_back({*pattern, &drop});
+  case DropStmt::Restore::FromBase: {
+    BaseRestore restore{*pattern, {}, &drop};
+    for (const auto &source : drop.baseSources) {
+      auto bound = bindPattern(*source, env, prefix);
+      if (!bound)
+        return false;
+      restore.sources.push_back(std::move(*bound));
+    }
+    if (restore.sources.empty())
+      restore.sources.push_back(*pattern);
+    sink.fromBase.push_back(std::move(restore));
     return true;
+  }
   case DropStmt::Restore::Copy: {
     if (!pattern->concrete()) {
       diags_.error(drop.pattern->range(), "'" + pattern->display() +
@@ -1191,6 +1208,14 @@ std::optional<Binding> Binder::run() {
         llvm::StringMap<std::string> captures;
         if (!f.source.match(name, captures))
           continue;
+        if (const auto *drop = llvm::dyn_cast<DropStmt>(f.stmt)) {
+          BoundDrop d;
+          d.stmt = drop;
+          d.name = name;
+          sink.consumed.push_back(name);
+          sink.drops.push_back(std::move(d));
+          break;
+        }
         auto filled = instantiate(f.target, captures, f.stmt->range(), name);
         if (!filled) {
           ok = false;

@@ -96,6 +96,14 @@ struct BoundDrop {
   std::string variantTrail;
 };
 
+/// A target-side pattern of `restore from base`: the --hf-base tensors matching one of
+/// `sources` are stored under `target`, their captures filled in.
+struct BaseRestore {
+  NameTemplate target;
+  std::vector<NameTemplate> sources; ///< `target` itself when the drop names none
+  const ast::DropStmt *stmt = nullptr;
+};
+
 /// How one `choose` came out at one place.
 struct ChoiceRecord {
   std::string choice;
@@ -112,7 +120,7 @@ struct Binding {
   std::vector<ChoiceRecord> choices;
   /// Target-side patterns a drop does not restore from the source: `restore from base`
   /// (taken from --hf-base) or no restore at all (lost on this way).
-  std::vector<std::pair<NameTemplate, const ast::DropStmt *>> fromBase;
+  std::vector<BaseRestore> fromBase;
   std::vector<std::pair<NameTemplate, const ast::DropStmt *>> notRestored;
   Value params = Value::object(); ///< the rulebook's global parameters as bound
 };

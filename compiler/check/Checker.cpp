@@ -354,10 +354,25 @@ void Checker::checkDrop(const DropStmt &drop, const Scope &scope) {
     if (!parseDType(drop.fillDType))
       error(drop.fillDTypeRange, "unknown dtype '" + drop.fillDType + "'");
     break;
-  case DropStmt::Restore::None:
   case DropStmt::Restore::FromBase:
+    // A base name and the dropped name it becomes capture the same values.
+    for (const auto &source : drop.baseSources) {
+      Captures base;
+      checkPattern(*source, scope, base);
+      for (const auto &c : captures)
+        if (!base.count(c.getKey()))
+          error(source->range(), "this --hf-base name does not capture '" + c.getKey().str() +
+                                     "', which the dropped name uses");
+      for (const auto &c : base)
+        if (!captures.count(c.getKey()))
+          error(c.getValue(), "capture '" + c.getKey().str() + "' appears only in the --hf-base name");
+    }
+    break;
+  case DropStmt::Restore::None:
     break;
   }
+  if (drop.fallback && drop.restore != DropStmt::Restore::None && drop.restore != DropStmt::Restore::FromBase)
+    error(drop.range(), "an 'otherwise drop' restores from base or not at all");
 }
 
 void Checker::checkPattern(const StringExpr &pattern, const Scope &scope, Captures &captures) {

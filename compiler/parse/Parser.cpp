@@ -340,6 +340,7 @@ std::unique_ptr<DropStmt> Transformer::transformDrop(RulesParser::DropStmtContex
   drop->sideRange = rangeOf(ctx->side);
   drop->pattern = transformString(ctx->pattern);
   drop->reason = plainString(ctx->reason);
+  drop->fallback = ctx->fallback != nullptr;
   if (auto *restore = ctx->restore()) {
     if (auto *copy = dynamic_cast<RulesParser::RestoreCopyContext *>(restore)) {
       drop->restore = DropStmt::Restore::Copy;
@@ -352,6 +353,8 @@ std::unique_ptr<DropStmt> Transformer::transformDrop(RulesParser::DropStmtContex
       drop->fillDTypeRange = rangeOf(fill->dtype);
     } else {
       drop->restore = DropStmt::Restore::FromBase;
+      for (antlr4::Token *source : static_cast<RulesParser::RestoreFromBaseContext *>(restore)->sources)
+        drop->baseSources.push_back(transformString(source));
     }
   }
   return drop;

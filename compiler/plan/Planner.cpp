@@ -4,6 +4,7 @@
 #include "compiler/quant/Grouping.h"
 
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSet.h"
 
 #include <map>
 #include <numeric>
@@ -581,27 +582,44 @@ std::optional<Plan> Planner::run() {
     }
   }
 
-  for (const auto &[pattern, stmt] : binding_.fromBase) {
-    if (!inputs_.haveBase) {
-      plan_.gaps.push_back(PlanGap{pattern.display(), stmt->reason, where(stmt->range()), true});
-      continue;
-    }
-    for (const TensorMeta &t : inputs_.base) {
-      llvm::StringMap<std::string> captures;
-      if (!pattern.match(t.name, captures))
+  // `restore from base`: each --hf-base tensor goes to the first restore that names it, the
+  // `otherwise drop`s after all others, under the restore's spelling of the output.
+  llvm::StringSet<> takenFromBase;
+  for (bool fallbacks : {false, true})
+    for (const BaseRestore &restore : binding_.fromBase) {
+      const ast::DropStmt &stmt = *restore.stmt;
+      if (stmt.fallback != fallbacks)
         continue;
-      StepBuilder b;
-      b.step.rule = where(stmt->range());
-      b.step.summary = "copy from --hf-base";
-      Instr load(InstrOp::Load);
-      load.tensor = t.name;
-      load.source = LoadSource::Base;
-      load.out = {b.value(typeOf(t), t.name)};
-      b.step.instrs.push_back(load);
-      store(b, t.name, load.out[0], stmt->range());
-      addStep(std::move(b));
+      if (!inputs_.haveBase) {
+        plan_.gaps.push_back(PlanGap{restore.target.display(), stmt.reason, where(stmt.range()), true});
+        continue;
+      }
+      size_t taken = 0;
+      for (const TensorMeta &t : inputs_.base) {
+        llvm::StringMap<std::string> captures;
+        if (takenFromBase.contains(t.name) ||
+            llvm::none_of(restore.sources, [&](const NameTemplate &s) { return s.match(t.name, captures); }))
+          continue;
+        takenFromBase.insert(t.name);
+        StepBuilder b;
+        b.step.rule = where(stmt.range());
+        b.step.summary = "copy from --hf-base";
+        Instr load(InstrOp::Load);
+        load.tensor = t.name;
+        load.source = LoadSource::Base;
+        load.out = {b.value(typeOf(t), t.name)};
+        b.step.instrs.push_back(load);
+        store(b, restore.target.instantiate(captures).str(), load.out[0], stmt.range());
+        addStep(std::move(b));
+        ++taken;
+      }
+      // Most likely a base in another layout than the output: what it holds is not written.
+      if (!taken)
+        diags_.warning(stmt.range(), "no tensor of --hf-base matches '" +
+                                         (restore.sources.size() == 1 ? restore.sources.front().display()
+                                                                      : restore.target.display()) +
+                                         "'; the output will not have it");
     }
-  }
   for (const auto &[pattern, stmt] : binding_.notRestored)
     plan_.gaps.push_back(PlanGap{pattern.display(), stmt->reason, where(stmt->range()), false});
 

@@ -183,3 +183,80 @@ mapping mcore <-> hf { "a.{n}" = "b.{n}" }
 1 error generated.
 )d");
 }
+
+// A VL tower MCore does not hold, whose MLP two HF layouts spell differently: the way out
+// drops it, the way back takes it from --hf-base in either spelling and writes the output's.
+namespace {
+const char *kBaseRules = R"(rulebook demo { model_types "demo" }
+mapping mcore <-> hf {
+  "a" = "b"
+  drop hf "vis.{i}.mlp.{*rest}" because "MCore holds the text model only"
+    restore from base "vis.{i}.mlp.{*rest}", "vis.{i}.ffn.{*rest}"
+  otherwise drop hf "vis.{*rest}" because "MCore holds the text model only" restore from base
+}
+)";
+
+std::string dropsOf(const Plan &plan) {
+  std::string out;
+  for (const PlanDrop &d : plan.drops)
+    out += d.tensor + " by " + d.rule + "\n";
+  return out;
+}
+
+/// mcore -> hf of kBaseRules with `base` as --hf-base: the outputs and where each came from.
+std::string restoredFrom(const std::vector<TensorMeta> &base, std::string &diagnostics) {
+  Session s;
+  REQUIRE_MESSAGE(s.check(kBaseRules), s.render());
+  CompileInputs inputs;
+  inputs.config = config(R"({"model_type": "demo"})");
+  inputs.source = {T("a", {2})};
+  inputs.base = base;
+  inputs.haveBase = true;
+  auto plan = compilePlan(*s.rulebook, "test.rules", inputs, direction("mcore", "hf"), s.diags);
+  diagnostics = s.render();
+  REQUIRE(plan);
+  std::string out;
+  for (const Step &step : plan->steps)
+    for (const Instr &i : step.instrs)
+      if (i.op == InstrOp::Store)
+        out += i.tensor + " <- " + (step.instrs.front().source == LoadSource::Base ? "base " : "") +
+               step.instrs.front().tensor + " (" + step.rule + ")\n";
+  return out;
+}
+} // namespace
+
+TEST_CASE("otherwise drop: consumes what no other statement did") {
+  Session s;
+  REQUIRE_MESSAGE(s.check(kBaseRules), s.render());
+  auto plan = s.compile(config(R"({"model_type": "demo"})"),
+                        {T("b", {2}), T("vis.0.mlp.w", {2}), T("vis.0.attn.w", {2}), T("vis.1.mlp.w", {2})},
+                        direction("hf", "mcore"));
+  REQUIRE_MESSAGE(plan, s.render());
+  CHECK(s.render() == "");
+  CHECK(dropsOf(*plan) == "vis.0.mlp.w by test.rules:4:3\n"
+                          "vis.1.mlp.w by test.rules:4:3\n"
+                          "vis.0.attn.w by test.rules:6:3\n");
+}
+
+TEST_CASE("restore from base: either spelling of the base, written as the rule spells it; the rest by otherwise") {
+  std::string diagnostics;
+  CHECK(restoredFrom({T("vis.0.ffn.w", {2}), T("vis.0.attn.w", {2}), T("vis.1.mlp.w", {2})}, diagnostics) ==
+        "b <- a (test.rules:3:3)\n"
+        "vis.0.mlp.w <- base vis.0.ffn.w (test.rules:4:3)\n"
+        "vis.1.mlp.w <- base vis.1.mlp.w (test.rules:4:3)\n"
+        "vis.0.attn.w <- base vis.0.attn.w (test.rules:6:3)\n");
+  CHECK(diagnostics == "");
+}
+
+TEST_CASE("restore from base: a base that holds none of it is warned about") {
+  std::string diagnostics;
+  CHECK(restoredFrom({T("other.w", {2})}, diagnostics) == "b <- a (test.rules:3:3)\n");
+  CHECK_DIAGS(diagnostics, R"d(test.rules:4:3: warning: no tensor of --hf-base matches 'vis.{i}.mlp.{*rest}'; the output will not have it
+    4 |   drop hf "vis.{i}.mlp.{*rest}" because "MCore holds the text model only"
+      |   ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+test.rules:6:3: warning: no tensor of --hf-base matches 'vis.{*rest}'; the output will not have it
+    6 |   otherwise drop hf "vis.{*rest}" because "MCore holds the text model only" restore from base
+      |   ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+2 warnings generated.
+)d");
+}

@@ -891,3 +891,34 @@ TEST_CASE("check: a rulebook without a header") {
 1 error generated.
 )d");
 }
+
+TEST_CASE("check: a --hf-base name must capture what the dropped name uses, and no more") {
+  CHECK_DIAGS(checkDiagnostics(R"(rulebook demo { model_types "demo" }
+mapping mcore <-> hf {
+  "a" = "b"
+  drop hf "vis.{i}.mlp.{*rest}" because "vision" restore from base "vis.mlp.{*rest}", "vis.{i}.{j}.{*rest}"
+}
+)"),
+              R"d(test.rules:4:68: error: this --hf-base name does not capture 'i', which the dropped name uses
+    4 |   drop hf "vis.{i}.mlp.{*rest}" because "vision" restore from base "vis.mlp.{*rest}", "vis.{i}.{j}.{*rest}"
+      |                                                                    ^~~~~~~~~~~~~~~~~
+test.rules:4:97: error: capture 'j' appears only in the --hf-base name
+    4 |   drop hf "vis.{i}.mlp.{*rest}" because "vision" restore from base "vis.mlp.{*rest}", "vis.{i}.{j}.{*rest}"
+      |                                                                                                 ^
+2 errors generated.
+)d");
+}
+
+TEST_CASE("check: an otherwise drop restores from base or not at all") {
+  CHECK_DIAGS(checkDiagnostics(R"(rulebook demo { model_types "demo" }
+mapping mcore <-> hf {
+  "a" = "b"
+  otherwise drop hf "mtp.{*rest}" because "shared" restore copy "b"
+}
+)"),
+              R"d(test.rules:4:3: error: an 'otherwise drop' restores from base or not at all
+    4 |   otherwise drop hf "mtp.{*rest}" because "shared" restore copy "b"
+      |   ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+1 error generated.
+)d");
+}

@@ -369,3 +369,20 @@ TEST_CASE("MiniMax-M3: hf -> hf-mem -> hf --layout official writes the hub relea
   convertOk(tmp / "mem", tmp / "hf", o);
   E2E_REQUIRE_SAME(official, tmp / "hf");
 }
+
+TEST_CASE("MiniMax-M3 through MCore: the vision MLP from --hf-base follows the output's layout, whichever the base has") {
+  TempDir tmp;
+  const std::string saved = hubDir("minimax_m3"), official = tmp / "official";
+  writeLayout(saved, official, minimaxOfficial, none);
+  convertOk(saved, tmp / "mcore", options("minimax_m3", "hf", "mcore"));
+  for (const std::string &base : {saved, official})
+    for (const std::string &layout : {std::string("saved"), std::string("official")}) {
+      CAPTURE(base);
+      CAPTURE(layout);
+      ConvertOptions o = back("minimax_m3", base);
+      o.bind.layout = layout;
+      const std::string out = tmp / ("from-" + fs::path(base).filename().string() + "-as-" + layout);
+      convertOk(tmp / "mcore", out, o);
+      E2E_REQUIRE_SAME(layout == "official" ? official : saved, out);
+    }
+}
