@@ -1,6 +1,7 @@
 #include "compiler/plan/QuantPasses.h"
 
 #include "compiler/plan/Shapes.h"
+#include "compiler/quant/Grouping.h"
 
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
@@ -130,7 +131,6 @@ private:
   /// --dequantize: FP8 KV-cache scales (`k_proj.k_scale`, `v_proj.v_scale`) mean nothing to an
   /// output that declares no quantization, so the steps that copy them become drops.
   void dropKvCacheScales() {
-    auto isKvCacheScale = [](llvm::StringRef name) { return name.endswith(".k_scale") || name.endswith(".v_scale"); };
     llvm::StringSet<> inputs, outputs;
     llvm::erase_if(plan_.steps, [&](const Step &step) {
       const Instr *load = nullptr, *store = nullptr;
@@ -140,7 +140,7 @@ private:
           return false; // not a plain copy of one tensor
         slot = &i;
       }
-      if (!load || !store || !isKvCacheScale(store->tensor))
+      if (!load || !store || !isKvCacheScale(metaOf(store->tensor, step.values[store->in[0]])))
         return false;
       plan_.drops.push_back(
           PlanDrop{load->tensor, "an FP8 KV-cache scale, and the dequantized output declares no quantization", step.rule});

@@ -129,6 +129,11 @@ std::vector<TensorMeta> groupQuantized(llvm::ArrayRef<TensorMeta> stored, const 
   return ordered;
 }
 
+bool isKvCacheScale(const TensorMeta &t) {
+  llvm::StringRef name = t.name;
+  return (name.endswith(".k_scale") || name.endswith(".v_scale")) && t.dtype == DType::F32 && t.shape.empty();
+}
+
 std::vector<TensorMeta> expandQuantized(llvm::ArrayRef<TensorMeta> logical) {
   std::vector<TensorMeta> out;
   for (const TensorMeta &t : logical) {

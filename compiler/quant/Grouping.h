@@ -22,4 +22,8 @@ std::vector<TensorMeta> groupQuantized(llvm::ArrayRef<TensorMeta> stored, const 
 /// The stored tensors of logical ones: the inverse of groupQuantized.
 std::vector<TensorMeta> expandQuantized(llvm::ArrayRef<TensorMeta> logical);
 
+/// An FP8 KV-cache scale (`k_proj.k_scale`, `v_proj.v_scale`, and MCore's
+/// `core_attention.k_scale`): an F32 scalar of the attention, not part of a weight.
+bool isKvCacheScale(const TensorMeta &t);
+
 } // namespace ckptmap

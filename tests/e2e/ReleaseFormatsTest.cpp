@@ -271,6 +271,12 @@ TEST_CASE("FP8 KV-cache scales (k_proj.k_scale, v_proj.v_scale) go hf -> torch_d
     writeFile(kv + "/hf_quant_config.json", modelopt.dump(4) + "\n");
 
     requireRoundTrip(family, kv);
+    const std::string log = tmp / (family + "-inspect.log");
+    REQUIRE(runCli("inspect " + q(kv), log) == 0);
+    const std::string text = readFile(log);
+    CHECK_MESSAGE(text.find("  format fp8 kv-cache scales: " + std::to_string(2 * attentions) + " tensors, e.g. '") !=
+                      std::string::npos,
+                  text);
     // MCore holds them beside the attention's core_attention, unchanged.
     size_t mcoreScales = 0;
     auto mcore = openTensors(kv + "-mcore");

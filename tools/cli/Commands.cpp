@@ -2,6 +2,7 @@
 
 #include "compiler/check/Ops.h"
 #include "compiler/plan/Shapes.h"
+#include "compiler/quant/Grouping.h"
 #include "runtime/Convert.h"
 #include "runtime/exec/Partition.h"
 #include "runtime/exec/Progress.h"
@@ -418,7 +419,9 @@ void printLayoutSummary(const OpenedCheckpoint &input, llvm::raw_ostream &os) {
   }, os);
   std::map<std::string, std::pair<size_t, std::string>> formats; ///< format -> count, an example
   for (const TensorMeta &t : plan.inputs) {
-    auto &[n, example] = formats[t.quant.quantized() ? quantKindName(t.quant.kind).str() : std::string("unquantized")];
+    auto &[n, example] = formats[t.quant.quantized() ? quantKindName(t.quant.kind).str()
+                                 : isKvCacheScale(t)   ? std::string("fp8 kv-cache scales")
+                                                       : std::string("unquantized")];
     if (n++ == 0)
       example = t.name;
   }
