@@ -158,13 +158,19 @@ llvm::Expected<std::unique_ptr<SafetensorsSource>> SafetensorsSource::open(llvm:
     if (!o.error.empty())
       return ioError(o.error);
     uint32_t shardIndex = uint32_t(src->shards_.size());
+    // A shard holds a run of consecutive names (headers are sorted, and so is weight_map), so
+    // the entry after the last one found is usually the next tensor's: one comparison.
+    auto next = index ? index->weightMap.end() : decltype(index->weightMap.end())();
     for (HeaderTensor &t : o.header.tensors) {
       auto [it, inserted] = owner.try_emplace(t.meta.name, shardIndex);
       if (!inserted)
         return ioError(shardPath + ": tensor '" + t.meta.name + "' is also in " +
                        src->shards_[it->second].name);
       if (index) {
-        auto listed = index->weightMap.find(t.meta.name);
+        auto listed = next != index->weightMap.end() && next->first == t.meta.name ? next
+                                                                                   : index->weightMap.find(t.meta.name);
+        if (listed != index->weightMap.end())
+          next = std::next(listed);
         if (listed == index->weightMap.end())
           return ioError(src->indexPath_ + ": shard '" + name + "' contains tensor '" +
                          t.meta.name + "', which weight_map does not list");
@@ -178,7 +184,8 @@ llvm::Expected<std::unique_ptr<SafetensorsSource>> SafetensorsSource::open(llvm:
     src->shards_.push_back(
         {name, shardPath, std::move(o.file), o.header.dataStart, std::move(o.header.metadata)});
   }
-  if (index)
+  // Every tensor found is listed, once: only a count that falls short leaves one to name.
+  if (index && owner.size() != index->weightMap.size())
     for (const auto &[tensor, shard] : index->weightMap)
       if (!owner.count(tensor))
         return ioError(src->indexPath_ + ": tensor '" + tensor + "' is mapped to shard '" +
