@@ -1,7 +1,10 @@
 // Quantizers and dequantizers on the device. The per-element arithmetic is QuantMath.h's, so
 // results are bit-identical to kernels/cpu/Quant.cpp. Layout of the work:
 //   amax          grid-stride, 16-byte loads, integer max of |x| bits, one atomicMax per block
-//                 per expert (max is order-independent: the result is exact)
+//                 per expert (max is order-independent: the result is exact); skipped when
+//                 the per-matrix scale is given
+//   quotients     codes from one reciprocal or a few thresholds per block, not a division
+//                 per element (see "quotients without a division")
 //   NVFP4         one thread per 16-element group: 32/64-byte loads, 8-byte packed store
 //   FP8 tensor    grid-stride over 16-byte packs
 //   FP8 block     one 256-thread block per 128x128 tile (64 values per thread in registers)
@@ -55,6 +58,87 @@ template <bool kVec, int N, class T> __device__ __forceinline__ void storeN(T* p
   }
 }
 
+// ---- quotients without a division per element ----------------------------------------------
+// The reference divides every element by its block's scale (one IEEE division, QuantMath.h).
+// A division costs the GPU about as much as the rest of a quantizer together, and the result
+// only decides a code; these compute the same codes from one reciprocal or a few thresholds
+// per block, falling back to the division wherever they could not prove the code.
+
+/// e4m3(RN(w / s)) as fp8Quant computes it, from r = RN(1/s). When r is a positive normal
+/// float, q = RN(w * r) lies within 2.01 units in the last place of w / s (two roundings of
+/// relative error 2^-24), so within 6 float steps of RN(w / s) (steps halve below a power of
+/// two). The codes of the floats 8 steps either side of q are the same exactly when every
+/// float between has that code (rounding is monotonic), and then it is the quotient's code.
+/// Otherwise q lies at a rounding boundary of e4m3 (about one element in 60,000): divide.
+struct Fp8Divisor {
+  float s, r;
+  bool fast;
+};
+__device__ __forceinline__ Fp8Divisor fp8Divisor(float s) {
+  const float r = __frcp_rn(s);
+  return {s, r, s > 0.0f && fp::absBits(r) >= 0x00800000u && fp::absBits(r) < 0x7F800000u};
+}
+__device__ __forceinline__ uint8_t fp8QuantBy(float w, const Fp8Divisor& d) {
+  constexpr uint32_t kSteps = 8;
+  if (d.fast) {
+    const uint32_t u = fp::absBits(__fmul_rn(w, d.r));
+    const float lo = fp::floatOf(u > kSteps ? u - kSteps : 0u), hi = fp::floatOf(u + kSteps);
+    const __nv_fp8x2_storage_t pair = __nv_cvt_float2_to_fp8x2(make_float2(lo, hi), __NV_SATFINITE, __NV_E4M3);
+    if ((pair & 0xFFu) == (pair >> 8) && u < 0x7F800000u - kSteps)
+      return static_cast<uint8_t>((pair & 0x7Fu) | ((fp::bitsOf(w) >> 24) & 0x80u));
+  }
+  return qmath::fp8Quant(w, d.s);
+}
+
+/// e2m1(RN(w / d)) as nvfp4Code computes it, by comparing |w| with thresholds. The code of
+/// q = RN(x), x = |w| / d, counts the boundaries q passes: q > 0.25, q >= 0.75, q > 1.25,
+/// q >= 1.75, q > 2.5, q >= 3.5, q > 5 (e2m1Encode's rounding). For such a t, RN(x) > t iff
+/// x > t + ulp/2 (a tie rounds to t, whose mantissa is even) and RN(x) >= t iff x >= t - ulp/2
+/// (ulp the float spacing on that side of t). x > m iff |w| > m * d, and m * d is exact in
+/// double (25 + 24 bits); a float exceeds a real number iff it exceeds that number rounded
+/// down, and reaches it iff it reaches it rounded up. The sign bit survives unless the
+/// quotient underflows to -0: |w| / d > 2^-150. Needs 0 < d < Inf; else the division is done.
+struct E2m1Thresholds {
+  float above[4]; ///< |w| > above[k]: past 0.25, 1.25, 2.5, 5
+  float reach[3]; ///< |w| >= reach[k]: past 0.75, 1.75, 3.5
+  float negative; ///< |w| > negative: a negative w keeps its sign bit
+  float d;
+  bool fast;
+};
+__device__ __forceinline__ E2m1Thresholds e2m1Thresholds(float d) {
+  E2m1Thresholds t;
+  t.d = d;
+  t.fast = d > 0.0f && fp::absBits(d) < 0x7F800000u;
+  const double dd = d;
+  // t + half the spacing above t, and t - half the spacing below it.
+  const double above[4] = {0.25 + 0x1p-26, 1.25 + 0x1p-24, 2.5 + 0x1p-23, 5.0 + 0x1p-22};
+  const double reach[3] = {0.75 - 0x1p-25, 1.75 - 0x1p-24, 3.5 - 0x1p-23};
+#pragma unroll
+  for (int k = 0; k < 4; ++k)
+    t.above[k] = __double2float_rd(above[k] * dd);
+#pragma unroll
+  for (int k = 0; k < 3; ++k)
+    t.reach[k] = __double2float_ru(reach[k] * dd);
+  t.negative = __double2float_rd(0x1p-150 * dd);
+  return t;
+}
+__device__ __forceinline__ uint32_t e2m1CodeBy(float w, const E2m1Thresholds& t) {
+  if (!t.fast)
+    return qmath::nvfp4Code(w, t.d);
+  const float a = fabsf(w);
+  const uint32_t code = (a > t.above[0]) + (a >= t.reach[0]) + (a > t.above[1]) + (a >= t.reach[1]) +
+                        (a > t.above[2]) + (a >= t.reach[2]) + (a > t.above[3]);
+  return code | (w < 0.0f && a > t.negative ? 8u : 0u);
+}
+
+/// MXFP8's scale is a power of two, 2^(e-127), whose reciprocal 2^(127-e) is a float for every
+/// exponent a quantizer writes (0..254): w * 2^(127-e) and w / 2^(e-127) are the same real
+/// number, each rounded once, so mxfp8Quant's division is this product.
+__device__ __forceinline__ float e8m0Reciprocal(uint8_t e) {
+  const uint32_t biased = 254u - e; // 2^(127-e) = 2^(biased-127)
+  return fp::floatOf(biased ? biased << 23 : 0x00400000u);
+}
+
 // ---- amax and error location ----------------------------------------------------------------
 
 template <int V, class T>
@@ -98,7 +182,7 @@ __global__ void scalarScalesKernel(QuantFormat format, const uint32_t* __restric
 template <bool kVec, class T>
 __global__ void __launch_bounds__(kThreads)
     nvfp4QuantKernel(const T* __restrict__ in, size_t groupsPerExpert, size_t groups, const float* __restrict__ global,
-                     uint8_t* __restrict__ packed, uint8_t* __restrict__ scales) {
+                     uint8_t* __restrict__ packed, uint8_t* __restrict__ scales, uint32_t* __restrict__ badFlag) {
   for (size_t g = globalThread(); g < groups; g += gridThreads()) {
     const float ws2 = global[expertOf(g, groupsPerExpert, groups)];
     float v[16];
@@ -107,13 +191,15 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int j = 0; j < 16; ++j)
       bmax = max(bmax, fp::absBits(v[j]));
+    if (bmax >= kNonFiniteBits) // the amax pass finds these, unless the global scale was given
+      atomicOr(badFlag, 1u);
     const uint8_t s = qmath::nvfp4BlockScale(fp::floatOf(bmax), fp::mul(qmath::kE2m1Max, ws2));
     scales[g] = s;
-    const float d = qmath::nvfp4BlockDivisor(s, ws2);
+    const E2m1Thresholds t = e2m1Thresholds(qmath::nvfp4BlockDivisor(s, ws2));
     Pack<uint8_t, 8> o;
 #pragma unroll
     for (int j = 0; j < 8; ++j)
-      o.v[j] = static_cast<uint8_t>(qmath::nvfp4Code(v[2 * j], d) | (qmath::nvfp4Code(v[2 * j + 1], d) << 4));
+      o.v[j] = static_cast<uint8_t>(e2m1CodeBy(v[2 * j], t) | (e2m1CodeBy(v[2 * j + 1], t) << 4));
     storeN<kVec, 8>(packed + g * 8, o);
   }
 }
@@ -148,15 +234,20 @@ __global__ void __launch_bounds__(kThreads)
 template <int V, class T>
 __global__ void __launch_bounds__(kThreads)
     fp8QuantKernel(const T* __restrict__ in, size_t perExpert, size_t total, const float* __restrict__ scale,
-                   uint8_t* __restrict__ q) {
+                   uint8_t* __restrict__ q, uint32_t* __restrict__ badFlag) {
   for (size_t i = globalThread() * V; i < total; i += gridThreads() * V) {
-    const float s = scale[expertOf(i, perExpert, total)];
+    const Fp8Divisor s = fp8Divisor(scale[expertOf(i, perExpert, total)]);
     float v[V];
     loadF32<(V > 1), V>(in + i, v);
     Pack<uint8_t, V> o;
+    uint32_t m = 0;
 #pragma unroll
-    for (int j = 0; j < V; ++j)
-      o.v[j] = qmath::fp8Quant(v[j], s);
+    for (int j = 0; j < V; ++j) {
+      m = max(m, fp::absBits(v[j]));
+      o.v[j] = fp8QuantBy(v[j], s);
+    }
+    if (m >= kNonFiniteBits) // the amax pass finds these, unless the scale was given
+      atomicOr(badFlag, 1u);
     storeN<(V > 1), V>(q + i, o);
   }
 }
@@ -225,6 +316,7 @@ __global__ void __launch_bounds__(256)
     if (threadIdx.x == 0)
       static_cast<float*>(scaleOut)[si] = s;
   }
+  const Fp8Divisor divisor = fp8Divisor(s);
 #pragma unroll
   for (int p = 0; p < kPasses; ++p) {
     const size_t r = r0 + static_cast<size_t>(p) * kRpp;
@@ -232,7 +324,7 @@ __global__ void __launch_bounds__(256)
       Pack<uint8_t, V> o;
 #pragma unroll
       for (int j = 0; j < V; ++j)
-        o.v[j] = qmath::fp8Quant(v[p * V + j], s);
+        o.v[j] = fp8QuantBy(v[p * V + j], divisor);
       storeN<(V > 1), V>(q + base + r * cols + c, o);
     }
   }
@@ -283,13 +375,13 @@ __global__ void __launch_bounds__(kThreads)
     }
     const uint8_t ex = qmath::mxfp8Exponent(bmax);
     scales[g] = ex;
-    const float x = fp::e8m0ToF32(ex);
+    const float inverse = e8m0Reciprocal(ex);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       Pack<uint8_t, 16> o;
 #pragma unroll
       for (int j = 0; j < 16; ++j)
-        o.v[j] = qmath::mxfp8Quant(v[h * 16 + j], x);
+        o.v[j] = fp::f32ToE4m3Sat(__fmul_rn(v[h * 16 + j], inverse));
       storeN<kVec, 16>(q + g * 32 + h * 16, o);
     }
   }
@@ -362,8 +454,10 @@ KernelStatus quantizeImpl(const T* in, size_t experts, size_t rows, size_t cols,
   uint32_t* badFlag = amaxBits + experts;
   CKPTMAP_CUDA_TRY(cudaMemsetAsync(scratch.get(), 0, (experts + 1) * sizeof(uint32_t), s));
 
+  // A per-matrix scale comes from the matrix's amax unless it is given; the quantizers flag a
+  // NaN/Inf themselves, so a given scale takes one pass over the input.
   const bool perTensor = out.format == QuantFormat::Nvfp4 || out.format == QuantFormat::Fp8Tensor;
-  if (perTensor && experts) {
+  if (perTensor && experts && !opt.globalScale) {
     constexpr int V = packOf<T>();
     const bool vec = inVec && (perExpert * sizeof(T)) % 16 == 0;
     const dim3 grid(static_cast<unsigned>(gridFor((vec ? perExpert / V : perExpert) + 1)), static_cast<unsigned>(experts));
@@ -385,9 +479,11 @@ KernelStatus quantizeImpl(const T* in, size_t experts, size_t rows, size_t cols,
     if (groups) {
       auto* scales = static_cast<uint8_t*>(out.scale);
       if (inVec && aligned(data, 8))
-        nvfp4QuantKernel<true><<<gridFor(groups), kThreads, 0, s>>>(in, perExpert / 16, groups, out.globalScale, data, scales);
+        nvfp4QuantKernel<true><<<gridFor(groups), kThreads, 0, s>>>(in, perExpert / 16, groups, out.globalScale, data,
+                                                                    scales, badFlag);
       else
-        nvfp4QuantKernel<false><<<gridFor(groups), kThreads, 0, s>>>(in, perExpert / 16, groups, out.globalScale, data, scales);
+        nvfp4QuantKernel<false><<<gridFor(groups), kThreads, 0, s>>>(in, perExpert / 16, groups, out.globalScale, data,
+                                                                     scales, badFlag);
       CKPTMAP_CUDA_CHECK_LAUNCH();
     }
     break;
@@ -401,9 +497,9 @@ KernelStatus quantizeImpl(const T* in, size_t experts, size_t rows, size_t cols,
     if (n) {
       constexpr int V = packOf<T>();
       if (inVec && aligned(data, V) && perExpert % V == 0)
-        fp8QuantKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(in, perExpert, n, scale, data);
+        fp8QuantKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(in, perExpert, n, scale, data, badFlag);
       else
-        fp8QuantKernel<1><<<gridFor(n), kThreads, 0, s>>>(in, perExpert, n, scale, data);
+        fp8QuantKernel<1><<<gridFor(n), kThreads, 0, s>>>(in, perExpert, n, scale, data, badFlag);
       CKPTMAP_CUDA_CHECK_LAUNCH();
     }
     break;

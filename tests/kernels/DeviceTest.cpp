@@ -548,6 +548,89 @@ TEST_CASE("device affine on NaN and Inf inputs equals the CPU") {
   }
 }
 
+namespace {
+
+/// The float `steps` representable values away from f, towards +Inf for steps > 0 (f > 0).
+float stepped(float f, int steps) { return fp::floatOf(static_cast<uint32_t>(static_cast<int64_t>(fp::bitsOf(f)) + steps)); }
+
+/// F32 weights quantized on both sides with `opt`; CHECKs the device's parts equal the CPU's.
+void compareAt(QuantFormat f, const std::vector<float>& w, size_t rows, size_t cols, const QuantOptions& opt) {
+  CAPTURE(quantFormatName(f));
+  REQUIRE(w.size() == rows * cols);
+  QuantShapes sh;
+  REQUIRE(quantShapes(f, rows, cols, sh).ok());
+  Parts c(f, DType::F32, 1, rows, cols), g(f, DType::F32, 1, rows, cols);
+  REQUIRE(cpu::quantize(DType::F32, w.data(), rows, cols, expertOut(f, DType::F32, c, 0, sh), opt).ok());
+  {
+    DeviceCopy din(w.size() * 4, w.data()), dd(g.data.size()), ds(g.scale.size()), dg(4);
+    REQUIRE(cuda::quantize(DType::F32, din.ptr, rows, cols, {f, dd.ptr, ds.ptr, DType::F32, dg.as<float>()}, opt).ok());
+    dd.read(g.data.data());
+    ds.read(g.scale.data());
+  }
+  size_t differ = 0;
+  for (size_t i = 0; i < c.data.size(); ++i)
+    differ += c.data[i] != g.data[i];
+  CHECK(differ == 0);
+  CHECK(c.scale == g.scale);
+}
+
+} // namespace
+
+TEST_CASE("device quantizers on and around every rounding boundary equal the CPU") {
+  // The device finds codes without dividing each element; these quotients sit on the format's
+  // rounding boundaries and a few float steps either side.
+  SUBCASE("FP8, a given scale: every e4m3 midpoint") {
+    for (float scale : {0.011f, 3.0e-39f, 1.0e-39f, 1.7e30f, 1.0f}) {
+      CAPTURE(scale);
+      std::vector<float> w;
+      for (uint32_t code = 0; code < 0x7E; ++code) {
+        const float mid = (fp::e4m3ToF32(uint8_t(code)) + fp::e4m3ToF32(uint8_t(code + 1))) / 2; // exact
+        const float at = mid * scale;
+        for (int k = -12; k <= 12; ++k)
+          for (float sign : {1.0f, -1.0f})
+            if (at > 0.0f)
+              w.push_back(sign * stepped(at, k));
+      }
+      w.push_back(-0.0f);
+      w.push_back(0.0f);
+      w.resize((w.size() + 63) / 64 * 64, 0.0f);
+      QuantOptions opt;
+      opt.globalScale = scale;
+      compareAt(QuantFormat::Fp8Tensor, w, w.size() / 64, 64, opt);
+      // FP8 blocks: a first element of 448 * scale makes the tile's scale that scale, or a
+      // float step from it, so the quotients stay within the steps tried.
+      std::vector<float> tile{448.0f * scale};
+      tile.insert(tile.end(), w.begin(), w.end());
+      tile.resize(128 * ((tile.size() + 127) / 128), 0.0f);
+      compareAt(QuantFormat::Fp8Block, tile, tile.size() / 128, 128, {});
+    }
+  }
+  SUBCASE("NVFP4, a given global scale: every e2m1 boundary, and negatives that round to -0") {
+    for (float g : {3.0e-5f, 2.0f, 1.0e-38f}) {
+      CAPTURE(g);
+      // Each block of 16 starts with 6 * g, which makes its scale 1.0 and its divisor g.
+      std::vector<float> values;
+      for (float t : {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f})
+        for (int k = -8; k <= 8; ++k)
+          for (float sign : {1.0f, -1.0f})
+            values.push_back(sign * stepped(t * g, k));
+      for (int k = 1; k <= 6; ++k)
+        values.push_back(-fp::floatOf(uint32_t(k))); // -k * 2^-149: -0 once |w| / d <= 2^-150
+      values.push_back(-0.0f);
+      std::vector<float> w;
+      for (size_t i = 0; i < values.size(); i += 15) {
+        w.push_back(fp::mul(6.0f, g));
+        for (size_t j = i; j < i + 15; ++j)
+          w.push_back(j < values.size() ? values[j] : 0.0f);
+      }
+      w.resize((w.size() + 63) / 64 * 64, 0.0f);
+      QuantOptions opt;
+      opt.globalScale = g;
+      compareAt(QuantFormat::Nvfp4, w, w.size() / 64, 64, opt);
+    }
+  }
+}
+
 TEST_CASE("device FP8 and NVFP4 quantizers take a given per-matrix scale as the CPU does") {
   const size_t rows = 300, cols = 512;
   const std::vector<uint8_t> w = randomWeights(DType::BF16, rows * cols, 81);
