@@ -1,6 +1,7 @@
-// transpose on the device: one thread per output element, its source offset computed from the
-// output index (reads are strided, writes coalesced). Transposes in conversion plans are rare
-// and small (conv and projection weights), so the simple form is the right one here.
+// transpose on the device. A batch of matrices with their last two dims swapped (every 2-D
+// transpose) goes through 32x32 tiles in shared memory, so reads and writes are both
+// coalesced; any other permutation takes one thread per output element, its source offset
+// computed from the output index (reads strided, writes coalesced).
 #include "kernels/Cuda.h"
 #include "kernels/Errors.h"
 #include "kernels/Layout.h"
@@ -29,6 +30,37 @@ __global__ void __launch_bounds__(kThreads)
     }
     out[i] = in[from];
   }
+}
+
+/// [batch, rows, cols] -> [batch, cols, rows]; grid (column tiles, row tiles, batch), 32x8
+/// threads, each moving 4 elements of a tile in and 4 out. The tile's padding column keeps a
+/// warp's column reads on distinct banks.
+template <class T>
+__global__ void __launch_bounds__(256)
+    transposeTilesKernel(const T* __restrict__ in, T* __restrict__ out, size_t rows, size_t cols) {
+  __shared__ T tile[32][33];
+  const size_t base = static_cast<size_t>(blockIdx.z) * rows * cols;
+  const size_t r0 = static_cast<size_t>(blockIdx.y) * 32, c0 = static_cast<size_t>(blockIdx.x) * 32;
+  for (unsigned k = threadIdx.y; k < 32; k += 8)
+    if (r0 + k < rows && c0 + threadIdx.x < cols)
+      tile[k][threadIdx.x] = in[base + (r0 + k) * cols + c0 + threadIdx.x];
+  __syncthreads();
+  for (unsigned k = threadIdx.y; k < 32; k += 8)
+    if (c0 + k < cols && r0 + threadIdx.x < rows)
+      out[base + (c0 + k) * rows + r0 + threadIdx.x] = tile[threadIdx.x][k];
+}
+
+template <class T>
+void launchTranspose(const void* src, void* dst, size_t total, const Permutation& p, size_t batch, size_t rows,
+                     size_t cols, bool tiled, cudaStream_t s) {
+  const auto* in = static_cast<const T*>(src);
+  auto* out = static_cast<T*>(dst);
+  if (tiled)
+    transposeTilesKernel<<<dim3(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>((rows + 31) / 32),
+                                static_cast<unsigned>(batch)),
+                           dim3(32, 8), 0, s>>>(in, out, rows, cols);
+  else
+    transposeKernel<<<gridFor(total), kThreads, 0, s>>>(in, out, total, p);
 }
 
 /// Elements of a size with no machine type: moved byte by byte.
@@ -70,17 +102,24 @@ KernelStatus transpose(const void* src, void* dst, const int64_t* shape, const i
   if (total == 0)
     return {};
   const auto s = static_cast<cudaStream_t>(stream);
-  const size_t grid = gridFor(total);
+  // The last two dims swapped and the others in place: a batch of matrix transposes, tiled
+  // when the grid can hold it.
+  bool tiled = rank >= 2 && perm[rank - 2] == static_cast<int64_t>(rank - 1) && perm[rank - 1] == static_cast<int64_t>(rank - 2);
+  for (size_t d = 0; tiled && d + 2 < rank; ++d)
+    tiled = perm[d] == static_cast<int64_t>(d);
+  const size_t rows = tiled ? static_cast<size_t>(shape[rank - 2]) : 0, cols = tiled ? static_cast<size_t>(shape[rank - 1]) : 0;
+  const size_t batch = tiled ? total / (rows * cols) : 0;
+  tiled = tiled && (rows + 31) / 32 <= 65535 && batch <= 65535 && (cols + 31) / 32 <= 0x7FFFFFFF;
   // Whole-element moves need aligned pointers; anything else goes byte by byte.
   const bool whole = aligned(src, elemBytes) && aligned(dst, elemBytes);
   switch (whole ? elemBytes : 0) {
-  case 1: transposeKernel<<<grid, kThreads, 0, s>>>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), total, p); break;
-  case 2: transposeKernel<<<grid, kThreads, 0, s>>>(static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst), total, p); break;
-  case 4: transposeKernel<<<grid, kThreads, 0, s>>>(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), total, p); break;
-  case 8: transposeKernel<<<grid, kThreads, 0, s>>>(static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst), total, p); break;
+  case 1: launchTranspose<uint8_t>(src, dst, total, p, batch, rows, cols, tiled, s); break;
+  case 2: launchTranspose<uint16_t>(src, dst, total, p, batch, rows, cols, tiled, s); break;
+  case 4: launchTranspose<uint32_t>(src, dst, total, p, batch, rows, cols, tiled, s); break;
+  case 8: launchTranspose<uint64_t>(src, dst, total, p, batch, rows, cols, tiled, s); break;
   default:
-    transposeBytesKernel<<<grid, kThreads, 0, s>>>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), total,
-                                                   elemBytes, p);
+    transposeBytesKernel<<<gridFor(total), kThreads, 0, s>>>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst),
+                                                             total, elemBytes, p);
   }
   CKPTMAP_CUDA_CHECK_LAUNCH();
   return {};
