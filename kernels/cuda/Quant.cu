@@ -4,12 +4,17 @@
 //                 per expert (max is order-independent: the result is exact); skipped when
 //                 the per-matrix scale is given
 //   quotients     codes from one reciprocal or a few thresholds per block, not a division
-//                 per element (see "quotients without a division")
+//                 per element (see "quotients without a division"); BF16 pairs are compared
+//                 two per instruction
 //   NVFP4         one thread per 16-element group: 32/64-byte loads, 8-byte packed store
 //   FP8 tensor    grid-stride over 16-byte packs
 //   FP8 block     one 256-thread block per 128x128 tile (64 values per thread in registers)
 //   MXFP8         one thread per 32-element group
-//   dequantize    grid-stride over 16-element packs
+//   dequantize    grid-stride over 16-element packs; e4m3 and E2M1 values by conversion
+//                 instructions and byte permutes, outputs converted two per instruction
+// Each element moves a few bytes, so these keep up with memory only at a few instructions per
+// element: the rare cases (NaN codes, non-finite scales, an NVFP4 group whose divisor is 0)
+// leave the fast path for element-by-element code.
 // A NaN/Inf in the input shows up as an amax >= 0x7F800000 or a flag set by a block kernel; the
 // launcher then finds the first offending element with one more kernel (error path only).
 #include "kernels/Convert.h"
@@ -18,6 +23,7 @@
 #include "kernels/QuantMath.h"
 #include "kernels/cuda/Common.cuh"
 
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -58,6 +64,67 @@ template <bool kVec, int N, class T> __device__ __forceinline__ void storeN(T* p
   }
 }
 
+/// Bits of a BF16 pair (low half first) as the intrinsics' type, and back.
+__device__ __forceinline__ __nv_bfloat162 bf16x2Of(uint32_t bits) {
+  __nv_bfloat162 v;
+  memcpy(&v, &bits, 4);
+  return v;
+}
+__device__ __forceinline__ uint32_t bitsOf(__nv_bfloat162 v) {
+  uint32_t bits;
+  memcpy(&bits, &v, 4);
+  return bits;
+}
+
+/// max |v[j]| as F32 bits (integer order is float order for |x|; NaN above Inf).
+template <int N> __device__ __forceinline__ uint32_t maxAbsBits(const float* v) {
+  uint32_t m = 0;
+#pragma unroll
+  for (int j = 0; j < N; ++j)
+    m = max(m, fp::absBits(v[j]));
+  return m;
+}
+
+/// Unsigned max of each 16-bit half.
+__device__ __forceinline__ uint32_t maxU16x2(uint32_t a, uint32_t b) {
+  uint32_t r;
+  asm("max.u16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+
+/// e4m3 (saturating) of two floats by one instruction: fp::f32ToE4m3Sat for all but NaN.
+__device__ __forceinline__ void e4m3Pair(float a, float b, uint8_t* o) {
+  const __nv_fp8x2_storage_t pair = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
+  o[0] = static_cast<uint8_t>(pair & 0xFFu);
+  o[1] = static_cast<uint8_t>(pair >> 8);
+}
+
+/// N floats, none NaN, as Out: two per conversion instruction. fromF32's NaN case (payloads
+/// kept) is all that differs from the instructions, and callers rule NaN out.
+template <class Out, int N> __device__ __forceinline__ Pack<Out, N> fromF32NoNaN(const float* f) {
+  Pack<Out, N> o;
+  if constexpr (std::is_same_v<Out, bf16_t>) {
+#pragma unroll
+    for (int j = 0; j < N; j += 2) {
+      const __nv_bfloat162 h = __floats2bfloat162_rn(f[j], f[j + 1]);
+      o.v[j].bits = __bfloat16_as_ushort(h.x);
+      o.v[j + 1].bits = __bfloat16_as_ushort(h.y);
+    }
+  } else if constexpr (std::is_same_v<Out, f16_t>) {
+#pragma unroll
+    for (int j = 0; j < N; j += 2) {
+      const __half2 h = __floats2half2_rn(f[j], f[j + 1]);
+      o.v[j].bits = __half_as_ushort(h.x);
+      o.v[j + 1].bits = __half_as_ushort(h.y);
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < N; ++j)
+      o.v[j] = fromF32<Out>(f[j]);
+  }
+  return o;
+}
+
 // ---- quotients without a division per element ----------------------------------------------
 // The reference divides every element by its block's scale (one IEEE division, QuantMath.h).
 // A division costs the GPU about as much as the rest of a quantizer together, and the result
@@ -69,7 +136,9 @@ template <bool kVec, int N, class T> __device__ __forceinline__ void storeN(T* p
 /// relative error 2^-24), so within 6 float steps of RN(w / s) (steps halve below a power of
 /// two). The codes of the floats 8 steps either side of q are the same exactly when every
 /// float between has that code (rounding is monotonic), and then it is the quotient's code.
-/// Otherwise q lies at a rounding boundary of e4m3 (about one element in 60,000): divide.
+/// Otherwise q lies at a rounding boundary of e4m3: divide. Element by element, with no
+/// branch around a whole pack: data that was quantized before (a dequantized checkpoint
+/// being requantized) puts many quotients on boundaries, and per element that costs little.
 struct Fp8Divisor {
   float s, r;
   bool fast;
@@ -131,12 +200,130 @@ __device__ __forceinline__ uint32_t e2m1CodeBy(float w, const E2m1Thresholds& t)
   return code | (w < 0.0f && a > t.negative ? 8u : 0u);
 }
 
+/// e2m1CodeBy's comparisons for BF16 inputs, two elements per instruction. For a non-negative
+/// BF16 a and a float x, a > x iff a >= the least BF16 above x, and a >= x iff a >= x rounded
+/// up to BF16; so every threshold becomes an "at least" (the seven in increasing order, and
+/// the code is how many |w| reaches).
+struct E2m1Bf16Thresholds {
+  __nv_bfloat162 reach[7];
+  __nv_bfloat162 negative; ///< |w| >= negative: a negative w keeps its sign bit
+};
+__device__ __forceinline__ E2m1Bf16Thresholds e2m1Bf16Thresholds(const E2m1Thresholds& t) {
+  // Thresholds are >= 0 and below Inf, where BF16 rounding is on the bits.
+  auto leastAbove = [](float x) { return (fp::bitsOf(x) >> 16) + 1u; };
+  auto roundedUp = [](float x) { return (fp::bitsOf(x) + 0xFFFFu) >> 16; };
+  auto both = [](uint32_t h) { return bf16x2Of(h | (h << 16)); };
+  E2m1Bf16Thresholds b;
+#pragma unroll
+  for (int k = 0; k < 3; ++k) {
+    b.reach[2 * k] = both(leastAbove(t.above[k]));
+    b.reach[2 * k + 1] = both(roundedUp(t.reach[k]));
+  }
+  b.reach[6] = both(leastAbove(t.above[3]));
+  b.negative = both(leastAbove(t.negative));
+  return b;
+}
+
+/// Codes of a BF16 pair (bits 0-3 and 16-19). The count is kept in BF16 as 128 + count,
+/// exact up to 255, so its low four bits are the count.
+__device__ __forceinline__ uint32_t e2m1CodesBf16x2(uint32_t w, const E2m1Bf16Thresholds& t) {
+  const __nv_bfloat162 a = bf16x2Of(w & 0x7FFF7FFFu);
+  __nv_bfloat162 count = bf16x2Of(0x43004300u);
+#pragma unroll
+  for (int k = 0; k < 7; ++k)
+    count = __hadd2(count, __hge2(a, t.reach[k]));
+  const uint32_t sign = w & 0x80008000u & __hge2_mask(a, t.negative);
+  return (bitsOf(count) & 0x000F000Fu) | (sign >> 12);
+}
+
 /// MXFP8's scale is a power of two, 2^(e-127), whose reciprocal 2^(127-e) is a float for every
 /// exponent a quantizer writes (0..254): w * 2^(127-e) and w / 2^(e-127) are the same real
 /// number, each rounded once, so mxfp8Quant's division is this product.
 __device__ __forceinline__ float e8m0Reciprocal(uint8_t e) {
   const uint32_t biased = 254u - e; // 2^(127-e) = 2^(biased-127)
   return fp::floatOf(biased ? biased << 23 : 0x00400000u);
+}
+
+// ---- dequantization, several elements per instruction ---------------------------------------
+
+/// qmath::fp8Dequant (and mxfp8Dequant, the same product) of N codes: for whole words of
+/// codes, e4m3 -> F16 by the conversion instruction (exact for every code but NaN) and one
+/// product each. With no NaN code and a finite scale no product is NaN; otherwise, and for
+/// fewer than four codes, element by element.
+template <int N, class Out> __device__ __forceinline__ Pack<Out, N> fp8DequantPack(const Pack<uint8_t, N>& p, float s) {
+  auto each = [&] {
+    Pack<Out, N> o;
+#pragma unroll
+    for (int j = 0; j < N; ++j)
+      o.v[j] = fromF32<Out>(qmath::fp8Dequant(p.v[j], s));
+    return o;
+  };
+  if constexpr (N % 4 != 0) {
+    return each();
+  } else {
+    uint32_t w[N / 4];
+    memcpy(w, p.v, N);
+    uint32_t nan = 0; // a byte's low seven bits all ones: 0x7F or 0xFF
+#pragma unroll
+    for (int k = 0; k < N / 4; ++k)
+      nan |= (w[k] & 0x7F7F7F7Fu) + 0x01010101u;
+    if ((nan & 0x80808080u) || !(fabsf(s) < INFINITY))
+      return each();
+    float f[N];
+#pragma unroll
+    for (int j = 0; j < N; j += 2) {
+      const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(
+          static_cast<__nv_fp8x2_storage_t>(p.v[j] | (p.v[j + 1] << 8)), __NV_E4M3);
+      const float2 x = __half22float2(__half2(h));
+      f[j] = __fmul_rn(x.x, s);
+      f[j + 1] = __fmul_rn(x.y, s);
+    }
+    return fromF32NoNaN<Out, N>(f);
+  }
+}
+
+/// BF16 bits of the E2M1 magnitudes 0, .5, 1, 1.5, 2, 3, 4, 6, high and low bytes apart, as
+/// byte-permute tables: one __byte_perm looks up four codes (its selector's nibbles).
+constexpr uint32_t kE2m1High0to3 = 0x3F3F3F00u, kE2m1High4to7 = 0x40404040u;
+constexpr uint32_t kE2m1Low0to3 = 0xC0800000u, kE2m1Low4to7 = 0xC0804000u;
+
+/// qmath::nvfp4Dequant of one 16-element group (8 bytes of codes, low nibble first) with
+/// divisor d. The signed E2M1 value of each code is built exactly (code 8 is +0), then one
+/// product; a non-finite d goes element by element.
+template <class Out> __device__ __forceinline__ Pack<Out, 16> nvfp4DequantPack(const Pack<uint8_t, 8>& p, float d) {
+  if (!(fabsf(d) < INFINITY)) {
+    Pack<Out, 16> o;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      o.v[2 * j] = fromF32<Out>(qmath::nvfp4Dequant(p.v[j] & 0xFu, d));
+      o.v[2 * j + 1] = fromF32<Out>(qmath::nvfp4Dequant(p.v[j] >> 4, d));
+    }
+    return o;
+  }
+  uint32_t w[2];
+  memcpy(w, p.v, 8);
+  float f[16];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const uint32_t x = w[h], magnitudes = x & 0x77777777u;
+    const uint32_t negative = (x >> 3) & (x | (x >> 1) | (x >> 2)) & 0x11111111u; // bit 4k: code k < 0, not 0
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      const uint32_t sel = magnitudes >> (16 * q), neg = negative >> (16 * q);
+      const uint32_t hi = __byte_perm(kE2m1High0to3, kE2m1High4to7, sel);
+      const uint32_t lo = __byte_perm(kE2m1Low0to3, kE2m1Low4to7, sel);
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        // A BF16 pair of codes 2r, 2r+1; their sign bits (neg bits 8r, 8r+4) moved to 15, 31.
+        uint32_t b = __byte_perm(lo, hi, r ? 0x7362u : 0x5140u);
+        b ^= ((neg << (15 - 8 * r)) & 0x8000u) | ((neg << (27 - 8 * r)) & 0x80000000u);
+        const int e = 8 * h + 4 * q + 2 * r;
+        f[e] = __fmul_rn(fp::floatOf(b << 16), d);
+        f[e + 1] = __fmul_rn(fp::floatOf(b & 0xFFFF0000u), d);
+      }
+    }
+  }
+  return fromF32NoNaN<Out, 16>(f);
 }
 
 // ---- amax and error location ----------------------------------------------------------------
@@ -179,27 +366,53 @@ __global__ void scalarScalesKernel(QuantFormat format, const uint32_t* __restric
 
 // ---- NVFP4 ------------------------------------------------------------------------------------
 
+/// A group's scale from its amax (as |x| bits): stored, and the thresholds of its codes.
+__device__ __forceinline__ E2m1Thresholds nvfp4GroupStart(uint32_t bmax, float ws2, uint8_t* scale, uint32_t* badFlag) {
+  if (bmax >= kNonFiniteBits) // the amax pass finds these, unless the global scale was given
+    atomicOr(badFlag, 1u);
+  const uint8_t s = qmath::nvfp4BlockScale(fp::floatOf(bmax), fp::mul(qmath::kE2m1Max, ws2));
+  *scale = s;
+  return e2m1Thresholds(qmath::nvfp4BlockDivisor(s, ws2));
+}
+
 template <bool kVec, class T>
 __global__ void __launch_bounds__(kThreads)
     nvfp4QuantKernel(const T* __restrict__ in, size_t groupsPerExpert, size_t groups, const float* __restrict__ global,
                      uint8_t* __restrict__ packed, uint8_t* __restrict__ scales, uint32_t* __restrict__ badFlag) {
   for (size_t g = globalThread(); g < groups; g += gridThreads()) {
     const float ws2 = global[expertOf(g, groupsPerExpert, groups)];
-    float v[16];
-    loadF32<kVec, 16>(in + g * 16, v);
-    uint32_t bmax = 0;
-#pragma unroll
-    for (int j = 0; j < 16; ++j)
-      bmax = max(bmax, fp::absBits(v[j]));
-    if (bmax >= kNonFiniteBits) // the amax pass finds these, unless the global scale was given
-      atomicOr(badFlag, 1u);
-    const uint8_t s = qmath::nvfp4BlockScale(fp::floatOf(bmax), fp::mul(qmath::kE2m1Max, ws2));
-    scales[g] = s;
-    const E2m1Thresholds t = e2m1Thresholds(qmath::nvfp4BlockDivisor(s, ws2));
     Pack<uint8_t, 8> o;
+    if constexpr (kVec && std::is_same_v<T, bf16_t>) {
+      // BF16 pairs as loaded: the amax and the codes two elements per instruction.
+      const Pack<uint32_t, 4> lo = loadPack<uint32_t, 4>(reinterpret_cast<const uint32_t*>(in + g * 16));
+      const Pack<uint32_t, 4> hi = loadPack<uint32_t, 4>(reinterpret_cast<const uint32_t*>(in + g * 16 + 8));
+      const uint32_t w[8] = {lo.v[0], lo.v[1], lo.v[2], lo.v[3], hi.v[0], hi.v[1], hi.v[2], hi.v[3]};
+      uint32_t m = 0;
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
-      o.v[j] = static_cast<uint8_t>(e2m1CodeBy(v[2 * j], t) | (e2m1CodeBy(v[2 * j + 1], t) << 4));
+      for (int j = 0; j < 8; ++j)
+        m = maxU16x2(m, w[j] & 0x7FFF7FFFu);
+      const E2m1Thresholds t = nvfp4GroupStart(max(m & 0xFFFFu, m >> 16) << 16, ws2, scales + g, badFlag);
+      if (t.fast) {
+        const E2m1Bf16Thresholds b = e2m1Bf16Thresholds(t);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const uint32_t codes = e2m1CodesBf16x2(w[j], b);
+          o.v[j] = static_cast<uint8_t>(codes | (codes >> 12));
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          o.v[j] = static_cast<uint8_t>(e2m1CodeBy(fp::floatOf(w[j] << 16), t) |
+                                        (e2m1CodeBy(fp::floatOf(w[j] & 0xFFFF0000u), t) << 4));
+      }
+    } else {
+      float v[16];
+      loadF32<kVec, 16>(in + g * 16, v);
+      const E2m1Thresholds t = nvfp4GroupStart(maxAbsBits<16>(v), ws2, scales + g, badFlag);
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        o.v[j] = static_cast<uint8_t>(e2m1CodeBy(v[2 * j], t) | (e2m1CodeBy(v[2 * j + 1], t) << 4));
+    }
     storeN<kVec, 8>(packed + g * 8, o);
   }
 }
@@ -218,13 +431,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int j = 0; j < 8; ++j)
         p.v[j] = packed[g * 8 + j];
     }
-    Pack<Out, 16> o;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      o.v[2 * j] = fromF32<Out>(qmath::nvfp4Dequant(p.v[j] & 0xFu, d));
-      o.v[2 * j + 1] = fromF32<Out>(qmath::nvfp4Dequant(p.v[j] >> 4, d));
-    }
-    storeN<kVec, 16>(out + g * 16, o);
+    storeN<kVec, 16>(out + g * 16, nvfp4DequantPack<Out>(p, d));
   }
 }
 
@@ -235,18 +442,20 @@ template <int V, class T>
 __global__ void __launch_bounds__(kThreads)
     fp8QuantKernel(const T* __restrict__ in, size_t perExpert, size_t total, const float* __restrict__ scale,
                    uint8_t* __restrict__ q, uint32_t* __restrict__ badFlag) {
+  size_t expert = SIZE_MAX; // the reciprocal is taken once per expert a thread meets
+  Fp8Divisor s{};
   for (size_t i = globalThread() * V; i < total; i += gridThreads() * V) {
-    const Fp8Divisor s = fp8Divisor(scale[expertOf(i, perExpert, total)]);
+    if (const size_t e = expertOf(i, perExpert, total); e != expert) {
+      s = fp8Divisor(scale[e]);
+      expert = e;
+    }
     float v[V];
     loadF32<(V > 1), V>(in + i, v);
     Pack<uint8_t, V> o;
-    uint32_t m = 0;
 #pragma unroll
-    for (int j = 0; j < V; ++j) {
-      m = max(m, fp::absBits(v[j]));
+    for (int j = 0; j < V; ++j)
       o.v[j] = fp8QuantBy(v[j], s);
-    }
-    if (m >= kNonFiniteBits) // the amax pass finds these, unless the scale was given
+    if (maxAbsBits<V>(v) >= kNonFiniteBits) // the amax pass finds these, unless the scale was given
       atomicOr(badFlag, 1u);
     storeN<(V > 1), V>(q + i, o);
   }
@@ -264,11 +473,7 @@ __global__ void __launch_bounds__(kThreads)
     } else {
       p.v[0] = q[i];
     }
-    Pack<Out, V> o;
-#pragma unroll
-    for (int j = 0; j < V; ++j)
-      o.v[j] = fromF32<Out>(qmath::fp8Dequant(p.v[j], s));
-    storeN<(V > 1), V>(out + i, o);
+    storeN<(V > 1), V>(out + i, fp8DequantPack<V, Out>(p, s));
   }
 }
 
@@ -348,11 +553,7 @@ __global__ void __launch_bounds__(kThreads)
     } else {
       p.v[0] = q[i];
     }
-    Pack<Out, V> o;
-#pragma unroll
-    for (int j = 0; j < V; ++j)
-      o.v[j] = fromF32<Out>(qmath::fp8Dequant(p.v[j], s));
-    storeN<(V > 1), V>(out + i, o);
+    storeN<(V > 1), V>(out + i, fp8DequantPack<V, Out>(p, s));
   }
 }
 
@@ -365,10 +566,7 @@ __global__ void __launch_bounds__(kThreads)
   for (size_t g = globalThread(); g < groups; g += gridThreads()) {
     float v[32];
     loadF32<kVec, 32>(in + g * 32, v);
-    uint32_t bmax = 0;
-#pragma unroll
-    for (int j = 0; j < 32; ++j)
-      bmax = max(bmax, fp::absBits(v[j]));
+    const uint32_t bmax = maxAbsBits<32>(v);
     if (bmax >= kNonFiniteBits) {
       atomicOr(badFlag, 1u);
       continue;
@@ -378,10 +576,10 @@ __global__ void __launch_bounds__(kThreads)
     const float inverse = e8m0Reciprocal(ex);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      Pack<uint8_t, 16> o;
+      Pack<uint8_t, 16> o; // the group is finite: no NaN, so the conversion takes pairs
 #pragma unroll
-      for (int j = 0; j < 16; ++j)
-        o.v[j] = fp::f32ToE4m3Sat(__fmul_rn(v[h * 16 + j], inverse));
+      for (int j = 0; j < 16; j += 2)
+        e4m3Pair(__fmul_rn(v[h * 16 + j], inverse), __fmul_rn(v[h * 16 + j + 1], inverse), o.v + j);
       storeN<kVec, 16>(q + g * 32 + h * 16, o);
     }
   }
@@ -402,11 +600,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int j = 0; j < 16; ++j)
         p.v[j] = q[h * 16 + j];
     }
-    Pack<Out, 16> o;
-#pragma unroll
-    for (int j = 0; j < 16; ++j)
-      o.v[j] = fromF32<Out>(qmath::mxfp8Dequant(p.v[j], x));
-    storeN<kVec, 16>(out + h * 16, o);
+    storeN<kVec, 16>(out + h * 16, fp8DequantPack<16, Out>(p, x));
   }
 }
 

@@ -405,8 +405,18 @@ TEST_CASE("device transpose equals the CPU transpose") {
   struct Case {
     std::vector<int64_t> shape, perm;
   };
-  const Case cases[] = {{{1}, {0}},           {{37, 91}, {1, 0}},           {{3, 5, 7}, {2, 0, 1}},
-                        {{4, 1, 6, 2}, {3, 2, 1, 0}}, {{2048, 1536}, {1, 0}}, {{2, 3, 4, 5, 6}, {4, 2, 0, 3, 1}}};
+  // Swaps of the last two dims (2-D, and batched: 3-D, 4-D) go through tiles; edges of partial
+  // tiles, a single row and a single column among them.
+  const Case cases[] = {{{1}, {0}},
+                        {{37, 91}, {1, 0}},
+                        {{3, 5, 7}, {2, 0, 1}},
+                        {{4, 1, 6, 2}, {3, 2, 1, 0}},
+                        {{2048, 1536}, {1, 0}},
+                        {{2, 3, 4, 5, 6}, {4, 2, 0, 3, 1}},
+                        {{1, 77}, {1, 0}},
+                        {{65, 1}, {1, 0}},
+                        {{5, 33, 70}, {0, 2, 1}},
+                        {{2, 3, 32, 31}, {0, 1, 3, 2}}};
   for (const Case& c : cases) {
     for (size_t elem : {size_t{1}, size_t{2}, size_t{4}, size_t{8}, size_t{3}}) {
       CAPTURE(elem);
@@ -553,17 +563,18 @@ namespace {
 /// The float `steps` representable values away from f, towards +Inf for steps > 0 (f > 0).
 float stepped(float f, int steps) { return fp::floatOf(static_cast<uint32_t>(static_cast<int64_t>(fp::bitsOf(f)) + steps)); }
 
-/// F32 weights quantized on both sides with `opt`; CHECKs the device's parts equal the CPU's.
-void compareAt(QuantFormat f, const std::vector<float>& w, size_t rows, size_t cols, const QuantOptions& opt) {
+/// Weights of type `in` quantized on both sides with `opt`; CHECKs the device's parts equal
+/// the CPU's.
+void compareAt(QuantFormat f, DType in, const void* w, size_t rows, size_t cols, const QuantOptions& opt) {
   CAPTURE(quantFormatName(f));
-  REQUIRE(w.size() == rows * cols);
+  CAPTURE(dtypeName(in));
   QuantShapes sh;
   REQUIRE(quantShapes(f, rows, cols, sh).ok());
   Parts c(f, DType::F32, 1, rows, cols), g(f, DType::F32, 1, rows, cols);
-  REQUIRE(cpu::quantize(DType::F32, w.data(), rows, cols, expertOut(f, DType::F32, c, 0, sh), opt).ok());
+  REQUIRE(cpu::quantize(in, w, rows, cols, expertOut(f, DType::F32, c, 0, sh), opt).ok());
   {
-    DeviceCopy din(w.size() * 4, w.data()), dd(g.data.size()), ds(g.scale.size()), dg(4);
-    REQUIRE(cuda::quantize(DType::F32, din.ptr, rows, cols, {f, dd.ptr, ds.ptr, DType::F32, dg.as<float>()}, opt).ok());
+    DeviceCopy din(rows * cols * dtypeSize(in), w), dd(g.data.size()), ds(g.scale.size()), dg(4);
+    REQUIRE(cuda::quantize(in, din.ptr, rows, cols, {f, dd.ptr, ds.ptr, DType::F32, dg.as<float>()}, opt).ok());
     dd.read(g.data.data());
     ds.read(g.scale.data());
   }
@@ -573,6 +584,13 @@ void compareAt(QuantFormat f, const std::vector<float>& w, size_t rows, size_t c
   CHECK(differ == 0);
   CHECK(c.scale == g.scale);
 }
+void compareAt(QuantFormat f, const std::vector<float>& w, size_t rows, size_t cols, const QuantOptions& opt) {
+  REQUIRE(w.size() == rows * cols);
+  compareAt(f, DType::F32, w.data(), rows, cols, opt);
+}
+
+/// The BF16 `steps` representable values away from x rounded down to BF16 (x > 0).
+uint16_t steppedBf16(float x, int steps) { return static_cast<uint16_t>(int(fp::bitsOf(x) >> 16) + steps); }
 
 } // namespace
 
@@ -628,6 +646,47 @@ TEST_CASE("device quantizers on and around every rounding boundary equal the CPU
       opt.globalScale = g;
       compareAt(QuantFormat::Nvfp4, w, w.size() / 64, 64, opt);
     }
+  }
+  SUBCASE("BF16 inputs: every e2m1 and e4m3 boundary, and negatives that round to -0") {
+    // The device compares BF16 pairs with thresholds rounded to BF16.
+    for (float g : {3.0e-5f, 2.0f, 1.0e-38f, 131072.0f, 0.37f}) {
+      CAPTURE(g);
+      std::vector<uint16_t> values;
+      for (float t : {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, 6.0f})
+        for (int k = -6; k <= 6; ++k)
+          for (uint16_t sign : {0, 0x8000})
+            values.push_back(steppedBf16(t * g, k) | sign);
+      for (uint16_t k = 1; k <= 4; ++k)
+        values.push_back(0x8000 | k); // -k * 2^-133: -0 once |w| / d <= 2^-150
+      values.push_back(0x8000);
+      values.push_back(0);
+      std::vector<uint16_t> w; // blocks of 16 that start with 6 * g: scale 1.0, divisor g
+      for (size_t i = 0; i < values.size(); i += 15) {
+        w.push_back(fp::f32ToBf16(fp::mul(6.0f, g)));
+        for (size_t j = i; j < i + 15; ++j)
+          w.push_back(j < values.size() ? values[j] : 0);
+      }
+      w.resize((w.size() + 127) / 128 * 128, 0);
+      QuantOptions opt;
+      opt.globalScale = fp::bf16ToF32(w[0]) / 6.0f;
+      compareAt(QuantFormat::Nvfp4, DType::BF16, w.data(), w.size() / 64, 64, opt);
+      compareAt(QuantFormat::Nvfp4, DType::BF16, w.data(), w.size() / 64, 64, {});
+      opt.globalScale = g;
+      compareAt(QuantFormat::Fp8Tensor, DType::BF16, w.data(), w.size() / 64, 64, opt);
+      compareAt(QuantFormat::Fp8Block, DType::BF16, w.data(), w.size() / 128, 128, {});
+    }
+    // Every e4m3 midpoint at a scale of 1 in BF16 (e4m3's midpoints have 5 significant bits).
+    std::vector<uint16_t> w;
+    for (uint32_t code = 0; code < 0x7E; ++code) {
+      const float mid = (fp::e4m3ToF32(uint8_t(code)) + fp::e4m3ToF32(uint8_t(code + 1))) / 2;
+      for (int k = -3; k <= 3; ++k)
+        for (uint16_t sign : {0, 0x8000})
+          w.push_back(steppedBf16(mid, k) | sign);
+    }
+    w.resize((w.size() + 127) / 128 * 128, 0);
+    QuantOptions one;
+    one.globalScale = 1.0f;
+    compareAt(QuantFormat::Fp8Tensor, DType::BF16, w.data(), w.size() / 64, 64, one);
   }
 }
 

@@ -124,8 +124,11 @@ int main(int argc, char** argv) {
   kernel("nvfp4 quantize bf16", in + n / 2.0 + n / 16.0,
          [&] { require(cuda::quantize(DType::BF16, src, rows, cols, nv), "nvfp4 quantize"); });
   const QuantRef nvr{QuantFormat::Nvfp4, dst, scale, DType::F32, static_cast<float*>(global)};
-  kernel("nvfp4 dequantize bf16", n / 2.0 + n / 16.0 + in,
-         [&] { require(cuda::dequantize(nvr, rows, cols, DType::BF16, src), "nvfp4 dequantize"); });
+  // Dequantized values go beside the codes, never over the input: every quantizer below reads
+  // the same random weights (values quantized before sit on rounding boundaries far more often).
+  kernel("nvfp4 dequantize bf16", n / 2.0 + n / 16.0 + in, [&] {
+    require(cuda::dequantize(nvr, rows, cols, DType::BF16, static_cast<char*>(dst) + n), "nvfp4 dequantize");
+  });
   // A per-matrix scale needs the amax of the whole matrix first: the rows above read the input
   // twice. These time the two passes apart; the second alone is a quantization with the scale
   // given (QuantOptions::globalScale, e.g. a calibrated one).
@@ -144,8 +147,9 @@ int main(int argc, char** argv) {
        [&] { require(cuda::quantize(DType::BF16, src, rows, cols, f8, given), "fp8 quantize, scale given"); });
   kernel("fp8 quantize bf16", in + n, [&] { require(cuda::quantize(DType::BF16, src, rows, cols, f8), "fp8 quantize"); });
   const QuantRef f8r{QuantFormat::Fp8Tensor, dst, global};
-  kernel("fp8 dequantize bf16", n + in,
-         [&] { require(cuda::dequantize(f8r, rows, cols, DType::BF16, src), "fp8 dequantize"); });
+  kernel("fp8 dequantize bf16", n + in, [&] {
+    require(cuda::dequantize(f8r, rows, cols, DType::BF16, static_cast<char*>(dst) + n), "fp8 dequantize");
+  });
   const QuantOut blk{QuantFormat::Fp8Block, dst, scale, DType::F32};
   kernel("fp8-block quantize bf16", in + n,
          [&] { require(cuda::quantize(DType::BF16, src, rows, cols, blk), "fp8-block quantize"); });
