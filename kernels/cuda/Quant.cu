@@ -13,8 +13,8 @@
 //   dequantize    grid-stride over 16-element packs; e4m3 and E2M1 values by conversion
 //                 instructions and byte permutes, outputs converted two per instruction
 // Each element moves a few bytes, so these keep up with memory only at a few instructions per
-// element: the rare cases (NaN codes, non-finite scales, an NVFP4 group whose divisor is 0)
-// leave the fast path for element-by-element code.
+// element: the rare cases (an FP8 quotient near a rounding boundary, NaN codes, non-finite
+// scales, an NVFP4 group whose divisor is 0) leave the fast path for element-by-element code.
 // A NaN/Inf in the input shows up as an amax >= 0x7F800000 or a flag set by a block kernel; the
 // launcher then finds the first offending element with one more kernel (error path only).
 #include "kernels/Convert.h"
@@ -136,9 +136,7 @@ template <class Out, int N> __device__ __forceinline__ Pack<Out, N> fromF32NoNaN
 /// relative error 2^-24), so within 6 float steps of RN(w / s) (steps halve below a power of
 /// two). The codes of the floats 8 steps either side of q are the same exactly when every
 /// float between has that code (rounding is monotonic), and then it is the quotient's code.
-/// Otherwise q lies at a rounding boundary of e4m3: divide. Element by element, with no
-/// branch around a whole pack: data that was quantized before (a dequantized checkpoint
-/// being requantized) puts many quotients on boundaries, and per element that costs little.
+/// Otherwise q lies at a rounding boundary of e4m3: divide.
 struct Fp8Divisor {
   float s, r;
   bool fast;
@@ -157,6 +155,41 @@ __device__ __forceinline__ uint8_t fp8QuantBy(float w, const Fp8Divisor& d) {
       return static_cast<uint8_t>((pair & 0x7Fu) | ((fp::bitsOf(w) >> 24) & 0x80u));
   }
   return qmath::fp8Quant(w, d.s);
+}
+
+/// Whether q = RN(w * r) may not have the quotient's code: within 8 float steps of a rounding
+/// boundary of e4m3's normal range (there the 20 bits below e4m3's mantissa are 0x80000), or
+/// below 2^-6, where e4m3's subnormal boundaries lie elsewhere.
+__device__ __forceinline__ bool nearE4m3Boundary(float q) {
+  return (((fp::bitsOf(q) + (0x80000u + 8u)) & 0xFFFFFu) <= 16u) | (fabsf(q) < 0x1p-6f);
+}
+
+/// fp8Quant of V elements (1 or even). Weights rarely come near a boundary (about one pack of
+/// eight in a thousand), so a pack whose products all stay clear takes one product each and
+/// one conversion per pair; any other pack goes element by element through fp8QuantBy, which
+/// is also cheap where many quotients sit on boundaries (values quantized before, being
+/// requantized). A NaN product (a NaN input, which the caller reports) gives a NaN code.
+template <int V> __device__ __forceinline__ void fp8QuantPack(const float* v, const Fp8Divisor& d, uint8_t* o) {
+  float q[V];
+  bool near = !d.fast;
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    q[j] = __fmul_rn(v[j], d.r);
+    near |= nearE4m3Boundary(q[j]);
+  }
+  if (near) {
+#pragma unroll
+    for (int j = 0; j < V; ++j)
+      o[j] = fp8QuantBy(v[j], d);
+    return;
+  }
+  if constexpr (V == 1) {
+    o[0] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(q[0], __NV_SATFINITE, __NV_E4M3));
+  } else {
+#pragma unroll
+    for (int j = 0; j < V; j += 2)
+      e4m3Pair(q[j], q[j + 1], o + j);
+  }
 }
 
 /// e2m1(RN(w / d)) as nvfp4Code computes it, by comparing |w| with thresholds. The code of
@@ -452,9 +485,7 @@ __global__ void __launch_bounds__(kThreads)
     float v[V];
     loadF32<(V > 1), V>(in + i, v);
     Pack<uint8_t, V> o;
-#pragma unroll
-    for (int j = 0; j < V; ++j)
-      o.v[j] = fp8QuantBy(v[j], s);
+    fp8QuantPack<V>(v, s, o.v);
     if (maxAbsBits<V>(v) >= kNonFiniteBits) // the amax pass finds these, unless the scale was given
       atomicOr(badFlag, 1u);
     storeN<(V > 1), V>(q + i, o);
@@ -527,9 +558,7 @@ __global__ void __launch_bounds__(256)
     const size_t r = r0 + static_cast<size_t>(p) * kRpp;
     if (r < rows && c < cols) {
       Pack<uint8_t, V> o;
-#pragma unroll
-      for (int j = 0; j < V; ++j)
-        o.v[j] = fp8QuantBy(v[p * V + j], divisor);
+      fp8QuantPack<V>(v + p * V, divisor, o.v);
       storeN<(V > 1), V>(q + base + r * cols + c, o);
     }
   }

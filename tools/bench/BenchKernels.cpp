@@ -163,6 +163,13 @@ int main(int argc, char** argv) {
   const QuantRef mxr{QuantFormat::Mxfp8, dst, scale};
   kernel("mxfp8 dequantize bf16", n + n / 32.0 + in,
          [&] { require(cuda::dequantize(mxr, rows, cols, DType::BF16, static_cast<char*>(dst) + n), "mxfp8 dequantize"); });
+  // Requantization: values NVFP4 held (quantized, then dequantized to BF16) put many more
+  // quotients on e4m3 rounding boundaries than weights do.
+  require(cuda::quantize(DType::BF16, src, rows, cols, nv), "nvfp4 quantize");
+  void* requant = static_cast<char*>(dst) + n;
+  require(cuda::dequantize(nvr, rows, cols, DType::BF16, requant), "nvfp4 dequantize");
+  pass("fp8 quantize bf16 of NVFP4 values", in + n,
+       [&] { require(cuda::quantize(DType::BF16, requant, rows, cols, f8), "fp8 quantize, NVFP4 values"); });
   kernel("cast bf16 -> f32", in + n * 4.0,
          [&] { require(cuda::castTensor(DType::BF16, src, DType::F32, dst, n), "cast"); });
   kernel("affine bf16 (w + 1)", 2 * in,
