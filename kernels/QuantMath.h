@@ -78,10 +78,10 @@ CKPTMAP_HD uint8_t mxfp8Exponent(uint32_t amaxBits) {
   return static_cast<uint8_t>(e);
 }
 
-/// e4m3(w / 2^(e-127)) (one F32 division), saturating at +-448.
-CKPTMAP_HD uint8_t mxfp8Quant(float w, float scale) { return fp::f32ToE4m3Sat(fp::div(w, scale)); }
+/// e4m3(w / 2^(e-127)), saturating at +-448: FP8's quotient with a power-of-two scale.
+CKPTMAP_HD uint8_t mxfp8Quant(float w, float scale) { return fp8Quant(w, scale); }
 
-/// float(fp8) * 2^(e-127).
-CKPTMAP_HD float mxfp8Dequant(uint8_t q, float scale) { return fp::mul(fp::e4m3ToF32(q), scale); }
+/// float(fp8) * 2^(e-127): FP8's product with a power-of-two scale.
+CKPTMAP_HD float mxfp8Dequant(uint8_t q, float scale) { return fp8Dequant(q, scale); }
 
 } // namespace ckptmap::qmath

@@ -123,27 +123,28 @@ struct Fp8Divisor {
   float s, r;
   bool fast;
 };
+/// How many float steps either side of q must share its code (the 6 above, with a margin).
+constexpr uint32_t kFp8Steps = 8;
 __device__ __forceinline__ Fp8Divisor fp8Divisor(float s) {
   const float r = __frcp_rn(s);
   return {s, r, s > 0.0f && fp::absBits(r) >= 0x00800000u && fp::absBits(r) < 0x7F800000u};
 }
 __device__ __forceinline__ uint8_t fp8QuantBy(float w, const Fp8Divisor& d) {
-  constexpr uint32_t kSteps = 8;
   if (d.fast) {
     const uint32_t u = fp::absBits(__fmul_rn(w, d.r));
-    const float lo = fp::floatOf(u > kSteps ? u - kSteps : 0u), hi = fp::floatOf(u + kSteps);
+    const float lo = fp::floatOf(u > kFp8Steps ? u - kFp8Steps : 0u), hi = fp::floatOf(u + kFp8Steps);
     const __nv_fp8x2_storage_t pair = __nv_cvt_float2_to_fp8x2(make_float2(lo, hi), __NV_SATFINITE, __NV_E4M3);
-    if ((pair & 0xFFu) == (pair >> 8) && u < 0x7F800000u - kSteps)
+    if ((pair & 0xFFu) == (pair >> 8) && u < 0x7F800000u - kFp8Steps)
       return static_cast<uint8_t>((pair & 0x7Fu) | ((fp::bitsOf(w) >> 24) & 0x80u));
   }
   return qmath::fp8Quant(w, d.s);
 }
 
-/// Whether q = RN(w * r) may not have the quotient's code: within 8 float steps of a rounding
-/// boundary of e4m3's normal range (there the 20 bits below e4m3's mantissa are 0x80000), or
-/// below 2^-6, where e4m3's subnormal boundaries lie elsewhere.
+/// Whether q = RN(w * r) may not have the quotient's code: within kFp8Steps float steps of a
+/// rounding boundary of e4m3's normal range (there the 20 bits below e4m3's mantissa are
+/// 0x80000), or below 2^-6, where e4m3's subnormal boundaries lie elsewhere.
 __device__ __forceinline__ bool nearE4m3Boundary(float q) {
-  return (((fp::bitsOf(q) + (0x80000u + 8u)) & 0xFFFFFu) <= 16u) | (fabsf(q) < 0x1p-6f);
+  return (((fp::bitsOf(q) + (0x80000u + kFp8Steps)) & 0xFFFFFu) <= 2 * kFp8Steps) | (fabsf(q) < 0x1p-6f);
 }
 
 /// fp8Quant of V elements (1 or even). Weights rarely come near a boundary (about one pack of
@@ -261,7 +262,7 @@ __device__ __forceinline__ float e8m0Reciprocal(uint8_t e) {
 
 // ---- dequantization, several elements per instruction ---------------------------------------
 
-/// qmath::fp8Dequant (and mxfp8Dequant, the same product) of N codes: for whole words of
+/// qmath::fp8Dequant (and so mxfp8Dequant) of N codes: for whole words of
 /// codes, e4m3 -> F16 by the conversion instruction (exact for every code but NaN) and one
 /// product each. With no NaN code and a finite scale no product is NaN; otherwise, and for
 /// fewer than four codes, element by element.
