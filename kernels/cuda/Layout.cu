@@ -1,7 +1,8 @@
 // transpose on the device. A batch of matrices with their last two dims swapped (every 2-D
-// transpose) goes through 32x32 tiles in shared memory, so reads and writes are both
-// coalesced; any other permutation takes one thread per output element, its source offset
-// computed from the output index (reads strided, writes coalesced).
+// transpose) goes through tiles in shared memory, so reads and writes are both coalesced
+// (1- and 2-byte elements a 32-bit word at a time where the shape allows); any other
+// permutation takes one thread per output element, its source offset computed from the output
+// index (reads strided, writes coalesced).
 #include "kernels/Cuda.h"
 #include "kernels/Errors.h"
 #include "kernels/Layout.h"
@@ -50,11 +51,53 @@ __global__ void __launch_bounds__(256)
       out[base + (c0 + k) * rows + r0 + threadIdx.x] = tile[threadIdx.x][k];
 }
 
+/// The same for 1- and 2-byte elements, moved K = 4 / sizeof(T) to a 32-bit word: tiles of
+/// 32K x 32K, each thread loading K consecutive elements of a row and storing K consecutive
+/// elements of an output row, so a warp moves 128 bytes per instruction. Needs rows and cols
+/// multiples of K and 4-byte-aligned pointers. The row padding of one element puts lane x's
+/// column reads (rows Kx..Kx+K-1) on bank x + a constant.
+template <class T>
+__global__ void __launch_bounds__(256)
+    transposeWordTilesKernel(const T* __restrict__ in, T* __restrict__ out, size_t rows, size_t cols) {
+  constexpr unsigned K = 4 / sizeof(T), kTile = 32 * K, kBits = 8 * sizeof(T);
+  __shared__ T tile[kTile][kTile + 1];
+  const size_t base = static_cast<size_t>(blockIdx.z) * rows * cols;
+  const size_t r0 = static_cast<size_t>(blockIdx.y) * kTile, c0 = static_cast<size_t>(blockIdx.x) * kTile;
+  const unsigned x = threadIdx.x;
+#pragma unroll
+  for (unsigned k = threadIdx.y; k < kTile; k += 8)
+    if (r0 + k < rows && c0 + K * x < cols) {
+      const uint32_t w = *reinterpret_cast<const uint32_t*>(in + base + (r0 + k) * cols + c0 + K * x);
+#pragma unroll
+      for (unsigned i = 0; i < K; ++i)
+        tile[k][K * x + i] = static_cast<T>(w >> (kBits * i));
+    }
+  __syncthreads();
+#pragma unroll
+  for (unsigned k = threadIdx.y; k < kTile; k += 8)
+    if (c0 + k < cols && r0 + K * x < rows) {
+      uint32_t w = 0;
+#pragma unroll
+      for (unsigned i = 0; i < K; ++i)
+        w |= static_cast<uint32_t>(tile[K * x + i][k]) << (kBits * i);
+      *reinterpret_cast<uint32_t*>(out + base + (c0 + k) * rows + r0 + K * x) = w;
+    }
+}
+
 template <class T>
 void launchTranspose(const void* src, void* dst, size_t total, const Permutation& p, size_t batch, size_t rows,
                      size_t cols, bool tiled, cudaStream_t s) {
   const auto* in = static_cast<const T*>(src);
   auto* out = static_cast<T*>(dst);
+  if constexpr (sizeof(T) < 4) {
+    constexpr size_t K = 4 / sizeof(T), kTile = 32 * K;
+    if (tiled && rows % K == 0 && cols % K == 0 && aligned(src, 4) && aligned(dst, 4)) {
+      transposeWordTilesKernel<T><<<dim3(static_cast<unsigned>((cols + kTile - 1) / kTile),
+                                         static_cast<unsigned>((rows + kTile - 1) / kTile), static_cast<unsigned>(batch)),
+                                    dim3(32, 8), 0, s>>>(in, out, rows, cols);
+      return;
+    }
+  }
   if (tiled)
     transposeTilesKernel<<<dim3(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>((rows + 31) / 32),
                                 static_cast<unsigned>(batch)),

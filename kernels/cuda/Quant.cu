@@ -7,7 +7,7 @@
 //                 per element (QuantCodes.cuh); BF16 pairs are compared two per instruction
 //   NVFP4         one thread per 16-element group: 32/64-byte loads, 8-byte packed store
 //   FP8 tensor    grid-stride over 16-byte packs
-//   FP8 block     one 256-thread block per 128x128 tile (64 values per thread in registers)
+//   FP8 block     one 256-thread block per 128x128 tile, copied to shared memory asynchronously
 //   MXFP8         one thread per 32-element group
 //   dequantize    grid-stride over 16-element packs; e4m3 and E2M1 values by conversion
 //                 instructions and byte permutes, outputs converted two per instruction
@@ -23,6 +23,8 @@
 #include "kernels/cuda/Common.cuh"
 #include "kernels/cuda/QuantCodes.cuh"
 
+#include <cuda_pipeline.h>
+
 #include <type_traits>
 #include <vector>
 
@@ -35,18 +37,26 @@ constexpr uint32_t kNonFiniteBits = 0x7F800000u;
 
 // ---- amax and error location ----------------------------------------------------------------
 
+/// Four packs in flight per thread: a read-only pass keeps up with memory only with many
+/// loads outstanding.
 template <int V, class T>
 __global__ void __launch_bounds__(kThreads) amaxKernel(const T* __restrict__ in, size_t perExpert, uint32_t* __restrict__ amaxBits) {
+  constexpr int kLoads = 4;
   const T* base = in + blockIdx.y * perExpert;
   uint32_t m = 0;
-  const size_t packs = perExpert / V;
-  for (size_t i = globalThread(); i < packs; i += gridThreads()) {
-    const Pack<T, V> a = loadPack<T, V>(base + i * V);
+  const size_t packs = perExpert / V, stride = gridThreads();
+  for (size_t i = globalThread(); i < packs; i += kLoads * stride) {
+    Pack<T, V> a[kLoads];
 #pragma unroll
-    for (int j = 0; j < V; ++j)
-      m = max(m, fp::absBits(toF32(a.v[j])));
+    for (int k = 0; k < kLoads; ++k)
+      if (i + k * stride < packs)
+        a[k] = loadPack<T, V>(base + (i + k * stride) * V);
+#pragma unroll
+    for (int k = 0; k < kLoads; ++k)
+      if (i + k * stride < packs)
+        m = max(m, packMaxAbsBits(a[k]));
   }
-  for (size_t i = packs * V + globalThread(); i < perExpert; i += gridThreads())
+  for (size_t i = packs * V + globalThread(); i < perExpert; i += stride)
     m = max(m, fp::absBits(toF32(base[i])));
   m = blockMax(m);
   if (threadIdx.x == 0 && m)
@@ -144,25 +154,39 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- FP8 per tensor -----------------------------------------------------------------------
 
-/// V elements per step; V divides perExpert, so a step never straddles two experts.
+/// V elements per pack; V divides perExpert, so a pack never straddles two experts. With
+/// V > 1 a warp takes 64 consecutive packs per step, lanes l and 32 + l, so each thread has two
+/// loads in flight and every warp-wide load is coalesced.
 template <int V, class T>
 __global__ void __launch_bounds__(kThreads)
     fp8QuantKernel(const T* __restrict__ in, size_t perExpert, size_t total, const float* __restrict__ scale,
                    uint8_t* __restrict__ q, uint32_t* __restrict__ badFlag) {
+  constexpr int kLoads = V > 1 ? 2 : 1;
+  constexpr size_t kStep = 32 * kLoads; // packs per warp and step
   size_t expert = SIZE_MAX; // the reciprocal is taken once per expert a thread meets
   Fp8Divisor s{};
-  for (size_t i = globalThread() * V; i < total; i += gridThreads() * V) {
-    if (const size_t e = expertOf(i, perExpert, total); e != expert) {
-      s = fp8Divisor(scale[e]);
-      expert = e;
+  const size_t packs = total / V, lane = threadIdx.x & 31;
+  for (size_t first = (globalThread() >> 5) * kStep + lane; first < packs; first += (gridThreads() >> 5) * kStep) {
+    float v[kLoads][V];
+#pragma unroll
+    for (int k = 0; k < kLoads; ++k)
+      if (first + 32 * k < packs)
+        loadF32<(V > 1), V>(in + (first + 32 * k) * V, v[k]);
+#pragma unroll
+    for (int k = 0; k < kLoads; ++k) {
+      const size_t i = (first + 32 * k) * V;
+      if (i >= total)
+        continue;
+      if (const size_t e = expertOf(i, perExpert, total); e != expert) {
+        s = fp8Divisor(scale[e]);
+        expert = e;
+      }
+      Pack<uint8_t, V> o;
+      fp8QuantPack<V>(v[k], s, o.v);
+      if (maxAbsBits<V>(v[k]) >= kNonFiniteBits) // the amax pass finds these, unless the scale was given
+        atomicOr(badFlag, 1u);
+      storeN<(V > 1), V>(q + i, o);
     }
-    float v[V];
-    loadF32<(V > 1), V>(in + i, v);
-    Pack<uint8_t, V> o;
-    fp8QuantPack<V>(v, s, o.v);
-    if (maxAbsBits<V>(v) >= kNonFiniteBits) // the amax pass finds these, unless the scale was given
-      atomicOr(badFlag, 1u);
-    storeN<(V > 1), V>(q + i, o);
   }
 }
 
@@ -184,8 +208,20 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- FP8 128x128 blocks -------------------------------------------------------------------------
 
-/// One block of 256 threads per tile; grid (tile cols, tile rows, experts). Each thread holds
-/// V consecutive columns of 128 / (256 / (128 / V)) rows: 64 values.
+/// A pack of global memory copied to shared memory without passing through registers (the
+/// copy instruction moves 4, 8 or 16 bytes; smaller packs are loaded and stored).
+template <class P> __device__ __forceinline__ void copyToShared(P* dst, const P* src) {
+  if constexpr (sizeof(P) == 4 || sizeof(P) == 8 || sizeof(P) == 16)
+    __pipeline_memcpy_async(dst, src, sizeof(P));
+  else
+    *dst = *src;
+}
+
+/// One block of 256 threads per tile; grid (tile cols, tile rows, experts). Each thread takes
+/// V consecutive columns of every (256 / (128 / V))-th row of the tile. The tile is copied to
+/// shared memory asynchronously (16384 elements; the amax must be known before any element is
+/// quantized), so a block holds few registers, six share an SM and their copies overlap the
+/// others' work; the loops over rows stay rolled, which keeps the code small.
 template <int V, class T>
 __global__ void __launch_bounds__(256)
     fp8BlockQuantKernel(const T* __restrict__ in, size_t rows, size_t cols, bool bf16Scale, void* __restrict__ scaleOut,
@@ -193,21 +229,21 @@ __global__ void __launch_bounds__(256)
   constexpr int kTpr = 128 / V;      // threads per tile row
   constexpr int kRpp = 256 / kTpr;   // tile rows per pass
   constexpr int kPasses = 128 / kRpp;
+  extern __shared__ uint4 tileWords[]; // [kPasses][256] packs
+  auto* tile = reinterpret_cast<Pack<T, V>*>(tileWords) + threadIdx.x;
   const size_t base = blockIdx.z * rows * cols;
   const size_t r0 = static_cast<size_t>(blockIdx.y) * 128 + threadIdx.x / kTpr;
   const size_t c = static_cast<size_t>(blockIdx.x) * 128 + (threadIdx.x % kTpr) * V;
-  float v[kPasses * V];
+  const size_t first = base + r0 * cols + c, step = kRpp * cols; // element offsets of pass 0, and between passes
+  const size_t below = c < cols && r0 < rows ? (rows - r0 + kRpp - 1) / kRpp : 0; // passes inside the matrix
+  const int passes = below < kPasses ? static_cast<int>(below) : kPasses;
+  for (int p = 0; p < passes; ++p)
+    copyToShared(tile + p * 256, reinterpret_cast<const Pack<T, V>*>(in + first + p * step));
+  __pipeline_commit();
+  __pipeline_wait_prior(0); // a thread reads back only what it copied: no barrier needed
   uint32_t m = 0;
-#pragma unroll
-  for (int p = 0; p < kPasses; ++p) {
-    const size_t r = r0 + static_cast<size_t>(p) * kRpp;
-    if (r < rows && c < cols) {
-      loadF32<(V > 1), V>(in + base + r * cols + c, v + p * V);
-#pragma unroll
-      for (int j = 0; j < V; ++j)
-        m = max(m, fp::absBits(v[p * V + j]));
-    }
-  }
+  for (int p = 0; p < passes; ++p)
+    m = max(m, packMaxAbsBits(tile[p * 256]));
   m = blockMax(m);
   if (m >= kNonFiniteBits) {
     if (threadIdx.x == 0)
@@ -227,15 +263,30 @@ __global__ void __launch_bounds__(256)
       static_cast<float*>(scaleOut)[si] = s;
   }
   const Fp8Divisor divisor = fp8Divisor(s);
+  for (int p = 0; p < passes; ++p) {
+    const Pack<T, V> a = tile[p * 256];
+    float v[V];
 #pragma unroll
-  for (int p = 0; p < kPasses; ++p) {
-    const size_t r = r0 + static_cast<size_t>(p) * kRpp;
-    if (r < rows && c < cols) {
-      Pack<uint8_t, V> o;
-      fp8QuantPack<V>(v + p * V, divisor, o.v);
-      storeN<(V > 1), V>(q + base + r * cols + c, o);
-    }
+    for (int j = 0; j < V; ++j)
+      v[j] = toF32(a.v[j]);
+    Pack<uint8_t, V> o;
+    fp8QuantPack<V>(v, divisor, o.v);
+    storeN<(V > 1), V>(q + first + p * step, o);
   }
+}
+
+/// Launches fp8BlockQuantKernel; a tile of 4-byte elements needs more shared memory than a
+/// kernel gets without asking.
+template <int V, class T>
+KernelStatus launchFp8BlockQuant(dim3 grid, const T* in, size_t rows, size_t cols, bool bf16Scale, void* scaleOut,
+                                 uint8_t* q, uint32_t* badFlag, cudaStream_t s) {
+  constexpr size_t kTileBytes = 128 * 128 * sizeof(T);
+  if constexpr (kTileBytes > 48 * 1024)
+    CKPTMAP_CUDA_TRY(cudaFuncSetAttribute(fp8BlockQuantKernel<V, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(kTileBytes)));
+  fp8BlockQuantKernel<V><<<grid, 256, kTileBytes, s>>>(in, rows, cols, bf16Scale, scaleOut, q, badFlag);
+  CKPTMAP_CUDA_CHECK_LAUNCH();
+  return {};
 }
 
 /// V (1 or 16) consecutive elements of one row per step; 16 divides 128, so a step has one scale.
@@ -406,11 +457,11 @@ KernelStatus quantizeImpl(const T* in, size_t experts, size_t rows, size_t cols,
       const dim3 grid(static_cast<unsigned>(sh.scaleCols), static_cast<unsigned>(sh.scaleRows), static_cast<unsigned>(experts));
       const bool bf16 = out.scaleType == DType::BF16;
       constexpr int V = packOf<T>();
-      if (inVec && aligned(data, V) && cols % V == 0)
-        fp8BlockQuantKernel<V><<<grid, 256, 0, s>>>(in, rows, cols, bf16, out.scale, data, badFlag);
-      else
-        fp8BlockQuantKernel<1><<<grid, 256, 0, s>>>(in, rows, cols, bf16, out.scale, data, badFlag);
-      CKPTMAP_CUDA_CHECK_LAUNCH();
+      const KernelStatus st = inVec && aligned(data, V) && cols % V == 0
+                                  ? launchFp8BlockQuant<V>(grid, in, rows, cols, bf16, out.scale, data, badFlag, s)
+                                  : launchFp8BlockQuant<1>(grid, in, rows, cols, bf16, out.scale, data, badFlag, s);
+      if (!st)
+        return st;
     }
     break;
   }

@@ -74,6 +74,25 @@ __device__ __forceinline__ uint32_t maxU16x2(uint32_t a, uint32_t b) {
   return r;
 }
 
+/// max |x| of a pack as F32 bits; BF16 packs two elements per instruction.
+template <class T, int V> __device__ __forceinline__ uint32_t packMaxAbsBits(const Pack<T, V>& a) {
+  if constexpr (std::is_same_v<T, bf16_t> && V % 2 == 0) {
+    uint32_t w[V / 2];
+    memcpy(w, a.v, sizeof w);
+    uint32_t m = 0;
+#pragma unroll
+    for (int k = 0; k < V / 2; ++k)
+      m = maxU16x2(m, w[k] & 0x7FFF7FFFu);
+    return max(m & 0xFFFFu, m >> 16) << 16;
+  } else {
+    uint32_t m = 0;
+#pragma unroll
+    for (int j = 0; j < V; ++j)
+      m = max(m, fp::absBits(toF32(a.v[j])));
+    return m;
+  }
+}
+
 /// e4m3 (saturating) of two floats by one instruction: fp::f32ToE4m3Sat for all but NaN.
 __device__ __forceinline__ void e4m3Pair(float a, float b, uint8_t* o) {
   const __nv_fp8x2_storage_t pair = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
@@ -116,28 +135,16 @@ template <class Out, int N> __device__ __forceinline__ Pack<Out, N> fromF32NoNaN
 /// e4m3(RN(w / s)) as fp8Quant computes it, from r = RN(1/s). When r is a positive normal
 /// float, q = RN(w * r) lies within 2.01 units in the last place of w / s (two roundings of
 /// relative error 2^-24), so within 6 float steps of RN(w / s) (steps halve below a power of
-/// two). The codes of the floats 8 steps either side of q are the same exactly when every
-/// float between has that code (rounding is monotonic), and then it is the quotient's code.
-/// Otherwise q lies at a rounding boundary of e4m3: divide.
+/// two), and q has the quotient's code unless a rounding boundary of e4m3 lies that close.
 struct Fp8Divisor {
   float s, r;
   bool fast;
 };
-/// How many float steps either side of q must share its code (the 6 above, with a margin).
+/// How many float steps from a boundary count as close (the 6 above, with a margin).
 constexpr uint32_t kFp8Steps = 8;
 __device__ __forceinline__ Fp8Divisor fp8Divisor(float s) {
   const float r = __frcp_rn(s);
   return {s, r, s > 0.0f && fp::absBits(r) >= 0x00800000u && fp::absBits(r) < 0x7F800000u};
-}
-__device__ __forceinline__ uint8_t fp8QuantBy(float w, const Fp8Divisor& d) {
-  if (d.fast) {
-    const uint32_t u = fp::absBits(__fmul_rn(w, d.r));
-    const float lo = fp::floatOf(u > kFp8Steps ? u - kFp8Steps : 0u), hi = fp::floatOf(u + kFp8Steps);
-    const __nv_fp8x2_storage_t pair = __nv_cvt_float2_to_fp8x2(make_float2(lo, hi), __NV_SATFINITE, __NV_E4M3);
-    if ((pair & 0xFFu) == (pair >> 8) && u < 0x7F800000u - kFp8Steps)
-      return static_cast<uint8_t>((pair & 0x7Fu) | ((fp::bitsOf(w) >> 24) & 0x80u));
-  }
-  return qmath::fp8Quant(w, d.s);
 }
 
 /// Whether q = RN(w * r) may not have the quotient's code: within kFp8Steps float steps of a
@@ -147,14 +154,38 @@ __device__ __forceinline__ bool nearE4m3Boundary(float q) {
   return (((fp::bitsOf(q) + (0x80000u + kFp8Steps)) & 0xFFFFFu) <= 2 * kFp8Steps) | (fabsf(q) < 0x1p-6f);
 }
 
-/// fp8Quant of V elements (1 or even). Weights rarely come near a boundary (about one pack of
-/// eight in a thousand), so a pack whose products all stay clear takes one product each and
-/// one conversion per pair; any other pack goes element by element through fp8QuantBy, which
-/// is also cheap where many quotients sit on boundaries (values quantized before, being
-/// requantized). A NaN product (a NaN input, which the caller reports) gives a NaN code.
+/// For a q that nearE4m3Boundary flags: a float with the code of RN(w / s), found without
+/// dividing. The boundary b that q lies by (normal range: its bits with 0x80000 below e4m3's
+/// mantissa; below 2^-6: the middle of q's subnormal step, an odd multiple of 2^-10) has an
+/// even float mantissa, so RN(w / s) is above b iff |w| / s exceeds the midpoint between b
+/// and the next float up, below b iff it is under the midpoint with the next float down, and
+/// otherwise b itself, which the conversion rounds to even. The midpoints have at most 25
+/// significant bits and s 24, so their products with s are exact in double, and so are the
+/// comparisons. RN(w / s) lies within 14 float steps of b, never past the next boundary.
+__device__ __forceinline__ float e4m3Representative(float w, float q, float s) {
+  const float aq = fabsf(q);
+  const uint32_t b = aq < 0x1p-6f ? fp::bitsOf(fmaf(floorf(aq * 0x1p9f), 0x1p-9f, 0x1p-10f))
+                                  : (fp::bitsOf(aq) & 0xFFF00000u) | 0x80000u;
+  const float at = fp::floatOf(b), up = fp::floatOf(b + 1), down = fp::floatOf(b - 1);
+  const double a = fabs(static_cast<double>(w)), ds = s;
+  const double above = 0.5 * (static_cast<double>(at) + up), below = 0.5 * (static_cast<double>(at) + down);
+  const float m = a > above * ds ? up : a < below * ds ? down : at;
+  return copysignf(m, w);
+}
+
+/// fp8Quant of V elements (1 or even): one product each, a representative for the few near a
+/// boundary (about one pack of eight in a thousand for weights; many more for values quantized
+/// before, or for BF16 values against a scale whose mantissa shares their factors), and one
+/// conversion per pair. A NaN product (a NaN input, which the caller reports) gives a NaN code.
 template <int V> __device__ __forceinline__ void fp8QuantPack(const float* v, const Fp8Divisor& d, uint8_t* o) {
+  if (!d.fast) {
+#pragma unroll
+    for (int j = 0; j < V; ++j)
+      o[j] = qmath::fp8Quant(v[j], d.s);
+    return;
+  }
   float q[V];
-  bool near = !d.fast;
+  bool near = false;
 #pragma unroll
   for (int j = 0; j < V; ++j) {
     q[j] = __fmul_rn(v[j], d.r);
@@ -163,8 +194,8 @@ template <int V> __device__ __forceinline__ void fp8QuantPack(const float* v, co
   if (near) {
 #pragma unroll
     for (int j = 0; j < V; ++j)
-      o[j] = fp8QuantBy(v[j], d);
-    return;
+      if (nearE4m3Boundary(q[j]))
+        q[j] = e4m3Representative(v[j], q[j], d.s);
   }
   if constexpr (V == 1) {
     o[0] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(q[0], __NV_SATFINITE, __NV_E4M3));
@@ -221,14 +252,14 @@ __device__ __forceinline__ uint32_t e2m1CodeBy(float w, const E2m1Thresholds& t)
 /// up to BF16; so every threshold becomes an "at least" (the seven in increasing order, and
 /// the code is how many |w| reaches).
 struct E2m1Bf16Thresholds {
-  __nv_bfloat162 reach[7];
-  __nv_bfloat162 negative; ///< |w| >= negative: a negative w keeps its sign bit
+  uint32_t reach[7]; ///< a BF16 pair of each threshold, both halves the same
+  uint32_t negative; ///< |w| >= negative: a negative w keeps its sign bit
 };
 __device__ __forceinline__ E2m1Bf16Thresholds e2m1Bf16Thresholds(const E2m1Thresholds& t) {
   // Thresholds are >= 0 and below Inf, where BF16 rounding is on the bits.
   auto leastAbove = [](float x) { return (fp::bitsOf(x) >> 16) + 1u; };
   auto roundedUp = [](float x) { return (fp::bitsOf(x) + 0xFFFFu) >> 16; };
-  auto both = [](uint32_t h) { return bf16x2Of(h | (h << 16)); };
+  auto both = [](uint32_t h) { return h | (h << 16); };
   E2m1Bf16Thresholds b;
 #pragma unroll
   for (int k = 0; k < 3; ++k) {
@@ -240,16 +271,22 @@ __device__ __forceinline__ E2m1Bf16Thresholds e2m1Bf16Thresholds(const E2m1Thres
   return b;
 }
 
-/// Codes of a BF16 pair (bits 0-3 and 16-19). The count is kept in BF16 as 128 + count,
-/// exact up to 255, so its low four bits are the count.
+/// Each half of `mask` (all ones or all zeros) picks that half of x or of y.
+__device__ __forceinline__ uint32_t selectHalves(uint32_t mask, uint32_t x, uint32_t y) {
+  return (mask & x) | (~mask & y);
+}
+
+/// Codes of a BF16 pair (bits 0-3 and 16-19). The count of thresholds |w| reaches is found
+/// by binary search, a bit per comparison: the thresholds never decrease, so |w| reaches
+/// reach[3] iff the count is at least 4, and so on down.
 __device__ __forceinline__ uint32_t e2m1CodesBf16x2(uint32_t w, const E2m1Bf16Thresholds& t) {
   const __nv_bfloat162 a = bf16x2Of(w & 0x7FFF7FFFu);
-  __nv_bfloat162 count = bf16x2Of(0x43004300u);
-#pragma unroll
-  for (int k = 0; k < 7; ++k)
-    count = __hadd2(count, __hge2(a, t.reach[k]));
-  const uint32_t sign = w & 0x80008000u & __hge2_mask(a, t.negative);
-  return (bitsOf(count) & 0x000F000Fu) | (sign >> 12);
+  const uint32_t four = __hge2_mask(a, bf16x2Of(t.reach[3]));
+  const uint32_t two = __hge2_mask(a, bf16x2Of(selectHalves(four, t.reach[5], t.reach[1])));
+  const uint32_t oneAt = selectHalves(four, selectHalves(two, t.reach[6], t.reach[4]), selectHalves(two, t.reach[2], t.reach[0]));
+  const uint32_t one = __hge2_mask(a, bf16x2Of(oneAt));
+  const uint32_t sign = w & 0x80008000u & __hge2_mask(a, bf16x2Of(t.negative));
+  return (four & 0x00040004u) | (two & 0x00020002u) | (one & 0x00010001u) | (sign >> 12);
 }
 
 /// MXFP8's scale is a power of two, 2^(e-127), whose reciprocal 2^(127-e) is a float for every

@@ -416,7 +416,14 @@ TEST_CASE("device transpose equals the CPU transpose") {
                         {{1, 77}, {1, 0}},
                         {{65, 1}, {1, 0}},
                         {{5, 33, 70}, {0, 2, 1}},
-                        {{2, 3, 32, 31}, {0, 1, 3, 2}}};
+                        {{2, 3, 32, 31}, {0, 1, 3, 2}},
+                        // Shapes the word tiles take (rows and cols multiples of 4): full
+                        // tiles, partial ones in either dim, a batch, a single word of rows.
+                        {{256, 128}, {1, 0}},
+                        {{132, 200}, {1, 0}},
+                        {{3, 68, 260}, {0, 2, 1}},
+                        {{4, 516}, {1, 0}},
+                        {{2, 2, 64, 6}, {0, 1, 3, 2}}};
   for (const Case& c : cases) {
     for (size_t elem : {size_t{1}, size_t{2}, size_t{4}, size_t{8}, size_t{3}}) {
       CAPTURE(elem);
@@ -687,6 +694,17 @@ TEST_CASE("device quantizers on and around every rounding boundary equal the CPU
     QuantOptions one;
     one.globalScale = 1.0f;
     compareAt(QuantFormat::Fp8Tensor, DType::BF16, w.data(), w.size() / 64, 64, one);
+    // BF16 weights against a power-of-two scale (a tile amax of 1.75 * 2^-3, so 2^-11): every
+    // quotient is exact and one in sixteen is a tie.
+    const size_t rows = 128, cols = 256;
+    std::vector<uint16_t> tied(rows * cols);
+    const std::vector<uint8_t> bytes = randomWeights(DType::BF16, tied.size(), 91);
+    std::memcpy(tied.data(), bytes.data(), bytes.size());
+    tied[0] = tied[128] = fp::f32ToBf16(0.21875f);
+    compareAt(QuantFormat::Fp8Block, DType::BF16, tied.data(), rows, cols, {});
+    QuantOptions pow2;
+    pow2.globalScale = 0x1p-11f;
+    compareAt(QuantFormat::Fp8Tensor, DType::BF16, tied.data(), rows, cols, pow2);
   }
 }
 
