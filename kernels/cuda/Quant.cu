@@ -1,19 +1,21 @@
 // Quantizers and dequantizers on the device. The per-element arithmetic is QuantMath.h's, so
 // results are bit-identical to kernels/cpu/Quant.cpp. Layout of the work:
-//   amax          grid-stride, 16-byte loads, integer max of |x| bits, one atomicMax per block
-//                 per expert (max is order-independent: the result is exact); skipped when
-//                 the per-matrix scale is given
+//   amax          grid-stride, four 16-byte loads in flight, integer max of |x| bits, one
+//                 atomicMax per block per expert (max is order-independent: the result is
+//                 exact); skipped when the per-matrix scale is given
 //   quotients     codes from one reciprocal or a few thresholds per block, not a division
 //                 per element (QuantCodes.cuh); BF16 pairs are compared two per instruction
 //   NVFP4         one thread per 16-element group: 32/64-byte loads, 8-byte packed store
-//   FP8 tensor    grid-stride over 16-byte packs
+//   FP8 tensor    grid-stride, two 16-byte packs per thread
 //   FP8 block     one 256-thread block per 128x128 tile, copied to shared memory asynchronously
 //   MXFP8         one thread per 32-element group
 //   dequantize    grid-stride over 16-element packs; e4m3 and E2M1 values by conversion
 //                 instructions and byte permutes, outputs converted two per instruction
 // Each element moves a few bytes, so these keep up with memory only at a few instructions per
 // element: the rare cases (an FP8 quotient near a rounding boundary, NaN codes, non-finite
-// scales, an NVFP4 group whose divisor is 0) leave the fast path for element-by-element code.
+// scales, an NVFP4 group whose divisor is 0) leave the fast path for element-by-element code,
+// and loops whose bodies carry such code stay rolled where they can (an unrolled one spends
+// its time on instruction fetch).
 // A NaN/Inf in the input shows up as an amax >= 0x7F800000 or a flag set by a block kernel; the
 // launcher then finds the first offending element with one more kernel (error path only).
 #include "kernels/Convert.h"
