@@ -159,7 +159,7 @@ __global__ void __launch_bounds__(kThreads)
 /// V elements per pack; V divides perExpert, so a pack never straddles two experts. With
 /// V > 1 a warp takes 64 consecutive packs per step, lanes l and 32 + l, so each thread has two
 /// loads in flight and every warp-wide load is coalesced.
-template <int V, class T>
+template <int V, bool kFlagNonFinite, class T>
 __global__ void __launch_bounds__(kThreads)
     fp8QuantKernel(const T* __restrict__ in, size_t perExpert, size_t total, const float* __restrict__ scale,
                    uint8_t* __restrict__ q, uint32_t* __restrict__ badFlag) {
@@ -185,7 +185,7 @@ __global__ void __launch_bounds__(kThreads)
       }
       Pack<uint8_t, V> o;
       fp8QuantPack<V>(v[k], s, o.v);
-      if (maxAbsBits<V>(v[k]) >= kNonFiniteBits) // the amax pass finds these, unless the scale was given
+      if (kFlagNonFinite && maxAbsBits<V>(v[k]) >= kNonFiniteBits) // else the amax pass found them
         atomicOr(badFlag, 1u);
       storeN<(V > 1), V>(q + i, o);
     }
@@ -446,10 +446,19 @@ KernelStatus quantizeImpl(const T* in, size_t experts, size_t rows, size_t cols,
     CKPTMAP_CUDA_CHECK_LAUNCH();
     if (n) {
       constexpr int V = packOf<T>();
-      if (inVec && aligned(data, V) && perExpert % V == 0)
-        fp8QuantKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(in, perExpert, n, scale, data, badFlag);
+      const bool vec = inVec && aligned(data, V) && perExpert % V == 0;
+      // Without an amax pass (a given scale) the quantizer itself flags NaN/Inf inputs.
+      auto launch = [&](auto flag) {
+        constexpr bool kFlag = decltype(flag)::value;
+        if (vec)
+          fp8QuantKernel<V, kFlag><<<gridFor(n / V), kThreads, 0, s>>>(in, perExpert, n, scale, data, badFlag);
+        else
+          fp8QuantKernel<1, kFlag><<<gridFor(n), kThreads, 0, s>>>(in, perExpert, n, scale, data, badFlag);
+      };
+      if (opt.globalScale)
+        launch(std::true_type{});
       else
-        fp8QuantKernel<1><<<gridFor(n), kThreads, 0, s>>>(in, perExpert, n, scale, data, badFlag);
+        launch(std::false_type{});
       CKPTMAP_CUDA_CHECK_LAUNCH();
     }
     break;

@@ -184,14 +184,19 @@ template <int V> __device__ __forceinline__ void fp8QuantPack(const float* v, co
       o[j] = qmath::fp8Quant(v[j], d.s);
     return;
   }
-  float q[V];
-  bool near = false;
+  // nearE4m3Boundary of the whole pack: its least distance to a normal-range boundary and its
+  // least magnitude, one min each per element (a NaN product is neither near nor least). The
+  // distance is nearE4m3Boundary's low 20 bits moved to the top, a shift and an add in one.
+  constexpr uint32_t kMid = (0x80000u + kFp8Steps) << 12;
+  float q[V], least = INFINITY;
+  uint32_t gap = 0xFFFFFFFFu;
 #pragma unroll
   for (int j = 0; j < V; ++j) {
     q[j] = __fmul_rn(v[j], d.r);
-    near |= nearE4m3Boundary(q[j]);
+    gap = min(gap, (fp::bitsOf(q[j]) << 12) + kMid);
+    least = fminf(least, fabsf(q[j]));
   }
-  if (near) {
+  if (gap <= (2 * kFp8Steps) << 12 || least < 0x1p-6f) {
 #pragma unroll
     for (int j = 0; j < V; ++j)
       if (nearE4m3Boundary(q[j]))
