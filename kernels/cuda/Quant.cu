@@ -5,7 +5,8 @@
 //                 exact); skipped when the per-matrix scale is given
 //   quotients     codes from one reciprocal or a few thresholds per block, not a division
 //                 per element (QuantCodes.cuh); BF16 pairs are compared two per instruction
-//   NVFP4         one thread per 16-element group: 32/64-byte loads, 8-byte packed store
+//   NVFP4         one thread per 16-element group: 32/64-byte loads, 8-byte packed store;
+//                 a block's table of each scale code's thresholds
 //   FP8 tensor    grid-stride, two 16-byte packs per thread
 //   FP8 block     one 256-thread block per 128x128 tile, copied to shared memory asynchronously
 //   MXFP8         one thread per 32-element group
@@ -85,23 +86,47 @@ __global__ void scalarScalesKernel(QuantFormat format, const uint32_t* __restric
 
 // ---- NVFP4 ------------------------------------------------------------------------------------
 
-/// A group's scale from its amax (as |x| bits): stored, and the thresholds of its codes.
-__device__ __forceinline__ E2m1Thresholds nvfp4GroupStart(uint32_t bmax, float ws2, uint8_t* scale, uint32_t* badFlag) {
-  if (bmax >= kNonFiniteBits) // the amax pass finds these, unless the global scale was given
-    atomicOr(badFlag, 1u);
-  const uint8_t s = qmath::nvfp4BlockScale(fp::floatOf(bmax), fp::mul(qmath::kE2m1Max, ws2));
-  *scale = s;
-  return e2m1Thresholds(qmath::nvfp4BlockDivisor(s, ws2));
-}
-
+/// Grid (blocks, experts): a block quantizes groups of one expert, whose global scale gives
+/// every scale code its divisor, so the block first builds a table of each code's thresholds
+/// (BF16 pairs for BF16 input, floats otherwise) and a group then looks its code's up.
 template <bool kVec, class T>
 __global__ void __launch_bounds__(kThreads)
-    nvfp4QuantKernel(const T* __restrict__ in, size_t groupsPerExpert, size_t groups, const float* __restrict__ global,
+    nvfp4QuantKernel(const T* __restrict__ in, size_t groupsPerExpert, const float* __restrict__ global,
                      uint8_t* __restrict__ packed, uint8_t* __restrict__ scales, uint32_t* __restrict__ badFlag) {
-  for (size_t g = globalThread(); g < groups; g += gridThreads()) {
-    const float ws2 = global[expertOf(g, groupsPerExpert, groups)];
+  constexpr bool kPairs = kVec && std::is_same_v<T, bf16_t>;
+  static_assert(sizeof(E2m1Bf16Thresholds) == kE2m1ThresholdWords * 4);
+  __shared__ uint4 table[128][kE2m1ThresholdWords / 4];
+  const size_t expert = blockIdx.y;
+  const float ws2 = global[expert], ws2Times6 = fp::mul(qmath::kE2m1Max, ws2);
+  for (unsigned code = threadIdx.x; code < 128; code += blockDim.x) {
+    const E2m1Thresholds t = e2m1Thresholds(qmath::nvfp4BlockDivisor(static_cast<uint8_t>(code), ws2));
+    uint32_t w[kE2m1ThresholdWords];
+    if constexpr (kPairs) {
+      const E2m1Bf16Thresholds b = e2m1Bf16Thresholds(t);
+      memcpy(w, &b, sizeof w);
+    } else {
+      e2m1ThresholdWords(t, w);
+    }
+    memcpy(table[code], w, sizeof w);
+  }
+  __syncthreads();
+  in += expert * groupsPerExpert * 16;
+  packed += expert * groupsPerExpert * 8;
+  scales += expert * groupsPerExpert;
+  for (size_t g = globalThread(); g < groupsPerExpert; g += gridThreads()) {
+    // The block scale from the group's amax (as |x| bits); a NaN/Inf is found by the amax pass
+    // unless the global scale was given.
+    auto start = [&](uint32_t bmax, uint32_t* w) {
+      if (bmax >= kNonFiniteBits)
+        atomicOr(badFlag, 1u);
+      const uint8_t s = qmath::nvfp4BlockScale(fp::floatOf(bmax), ws2Times6);
+      scales[g] = s;
+      memcpy(w, table[s & 0x7Fu], kE2m1ThresholdWords * 4);
+      return qmath::nvfp4BlockDivisor(s, ws2);
+    };
+    uint32_t tw[kE2m1ThresholdWords];
     Pack<uint8_t, 8> o;
-    if constexpr (kVec && std::is_same_v<T, bf16_t>) {
+    if constexpr (kPairs) {
       // BF16 pairs as loaded: the amax and the codes two elements per instruction.
       const Pack<uint32_t, 4> lo = loadPack<uint32_t, 4>(reinterpret_cast<const uint32_t*>(in + g * 16));
       const Pack<uint32_t, 4> hi = loadPack<uint32_t, 4>(reinterpret_cast<const uint32_t*>(in + g * 16 + 8));
@@ -110,9 +135,10 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int j = 0; j < 8; ++j)
         m = maxU16x2(m, w[j] & 0x7FFF7FFFu);
-      const E2m1Thresholds t = nvfp4GroupStart(max(m & 0xFFFFu, m >> 16) << 16, ws2, scales + g, badFlag);
-      if (t.fast) {
-        const E2m1Bf16Thresholds b = e2m1Bf16Thresholds(t);
+      const float d = start(max(m & 0xFFFFu, m >> 16) << 16, tw);
+      if (d > 0.0f && fp::absBits(d) < kNonFiniteBits) {
+        E2m1Bf16Thresholds b;
+        memcpy(&b, tw, sizeof b);
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
           const uint32_t codes = e2m1CodesBf16x2(w[j], b);
@@ -121,13 +147,14 @@ __global__ void __launch_bounds__(kThreads)
       } else {
 #pragma unroll
         for (int j = 0; j < 8; ++j)
-          o.v[j] = static_cast<uint8_t>(e2m1CodeBy(fp::floatOf(w[j] << 16), t) |
-                                        (e2m1CodeBy(fp::floatOf(w[j] & 0xFFFF0000u), t) << 4));
+          o.v[j] = static_cast<uint8_t>(qmath::nvfp4Code(fp::floatOf(w[j] << 16), d) |
+                                        (qmath::nvfp4Code(fp::floatOf(w[j] & 0xFFFF0000u), d) << 4));
       }
     } else {
       float v[16];
       loadF32<kVec, 16>(in + g * 16, v);
-      const E2m1Thresholds t = nvfp4GroupStart(maxAbsBits<16>(v), ws2, scales + g, badFlag);
+      const float d = start(maxAbsBits<16>(v), tw);
+      const E2m1Thresholds t = e2m1ThresholdsOf(tw, d);
 #pragma unroll
       for (int j = 0; j < 8; ++j)
         o.v[j] = static_cast<uint8_t>(e2m1CodeBy(v[2 * j], t) | (e2m1CodeBy(v[2 * j + 1], t) << 4));
@@ -425,15 +452,14 @@ KernelStatus quantizeImpl(const T* in, size_t experts, size_t rows, size_t cols,
                                                              opt.globalScale.has_value(), opt.globalScale.value_or(0.0f),
                                                              out.globalScale);
     CKPTMAP_CUDA_CHECK_LAUNCH();
-    const size_t groups = n / 16;
-    if (groups) {
+    const size_t groupsPerExpert = perExpert / 16;
+    if (groupsPerExpert && experts) {
       auto* scales = static_cast<uint8_t*>(out.scale);
+      const dim3 grid(static_cast<unsigned>(gridFor(groupsPerExpert)), static_cast<unsigned>(experts));
       if (inVec && aligned(data, 8))
-        nvfp4QuantKernel<true><<<gridFor(groups), kThreads, 0, s>>>(in, perExpert / 16, groups, out.globalScale, data,
-                                                                    scales, badFlag);
+        nvfp4QuantKernel<true><<<grid, kThreads, 0, s>>>(in, groupsPerExpert, out.globalScale, data, scales, badFlag);
       else
-        nvfp4QuantKernel<false><<<gridFor(groups), kThreads, 0, s>>>(in, perExpert / 16, groups, out.globalScale, data,
-                                                                     scales, badFlag);
+        nvfp4QuantKernel<false><<<grid, kThreads, 0, s>>>(in, groupsPerExpert, out.globalScale, data, scales, badFlag);
       CKPTMAP_CUDA_CHECK_LAUNCH();
     }
     break;

@@ -243,6 +243,31 @@ __device__ __forceinline__ E2m1Thresholds e2m1Thresholds(float d) {
   t.negative = __double2float_rd(0x1p-150 * dd);
   return t;
 }
+/// The eight thresholds as words, for a table in shared memory (one entry per scale code, so
+/// a group looks its thresholds up instead of computing them), and back with their divisor.
+constexpr int kE2m1ThresholdWords = 8;
+__device__ __forceinline__ void e2m1ThresholdWords(const E2m1Thresholds& t, uint32_t* w) {
+#pragma unroll
+  for (int k = 0; k < 4; ++k)
+    w[k] = fp::bitsOf(t.above[k]);
+#pragma unroll
+  for (int k = 0; k < 3; ++k)
+    w[4 + k] = fp::bitsOf(t.reach[k]);
+  w[7] = fp::bitsOf(t.negative);
+}
+__device__ __forceinline__ E2m1Thresholds e2m1ThresholdsOf(const uint32_t* w, float d) {
+  E2m1Thresholds t;
+#pragma unroll
+  for (int k = 0; k < 4; ++k)
+    t.above[k] = fp::floatOf(w[k]);
+#pragma unroll
+  for (int k = 0; k < 3; ++k)
+    t.reach[k] = fp::floatOf(w[4 + k]);
+  t.negative = fp::floatOf(w[7]);
+  t.d = d;
+  t.fast = d > 0.0f && fp::absBits(d) < 0x7F800000u;
+  return t;
+}
 __device__ __forceinline__ uint32_t e2m1CodeBy(float w, const E2m1Thresholds& t) {
   if (!t.fast)
     return qmath::nvfp4Code(w, t.d);
