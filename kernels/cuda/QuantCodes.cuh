@@ -161,7 +161,9 @@ __device__ __forceinline__ bool nearE4m3Boundary(float q) {
 /// and the next float up, below b iff it is under the midpoint with the next float down, and
 /// otherwise b itself, which the conversion rounds to even. The midpoints have at most 25
 /// significant bits and s 24, so their products with s are exact in double, and so are the
-/// comparisons. RN(w / s) lies within 14 float steps of b, never past the next boundary.
+/// comparisons. RN(w / s) never lies past the boundaries either side of b: in the normal
+/// range q is within 8 float steps of b and RN(w / s) within 6 of q; below 2^-6 an e4m3 step
+/// spans thousands of float steps.
 __device__ __forceinline__ float e4m3Representative(float w, float q, float s) {
   const float aq = fabsf(q);
   const uint32_t b = aq < 0x1p-6f ? fp::bitsOf(fmaf(floorf(aq * 0x1p9f), 0x1p-9f, 0x1p-10f))
