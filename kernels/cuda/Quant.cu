@@ -136,7 +136,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int j = 0; j < 8; ++j)
         m = maxU16x2(m, w[j] & 0x7FFF7FFFu);
       const float d = start(max(m & 0xFFFFu, m >> 16) << 16, tw);
-      if (d > 0.0f && fp::absBits(d) < kNonFiniteBits) {
+      if (e2m1ThresholdsApply(d)) {
         E2m1Bf16Thresholds b;
         memcpy(&b, tw, sizeof b);
 #pragma unroll
@@ -249,8 +249,8 @@ template <class P> __device__ __forceinline__ void copyToShared(P* dst, const P*
 /// One block of 256 threads per tile; grid (tile cols, tile rows, experts). Each thread takes
 /// V consecutive columns of every (256 / (128 / V))-th row of the tile. The tile is copied to
 /// shared memory asynchronously (16384 elements; the amax must be known before any element is
-/// quantized), so a block holds few registers, six share an SM and their copies overlap the
-/// others' work; the loops over rows stay rolled, which keeps the code small.
+/// quantized), so a block holds few registers, five or six share an SM and their copies
+/// overlap the others' work; the loops over rows stay rolled, which keeps the code small.
 template <int V, class T>
 __global__ void __launch_bounds__(256)
     fp8BlockQuantKernel(const T* __restrict__ in, size_t rows, size_t cols, bool bf16Scale, void* __restrict__ scaleOut,

@@ -147,11 +147,19 @@ __device__ __forceinline__ Fp8Divisor fp8Divisor(float s) {
   return {s, r, s > 0.0f && fp::absBits(r) >= 0x00800000u && fp::absBits(r) < 0x7F800000u};
 }
 
+/// How far q's 20 bits below e4m3's mantissa are from 0x80000 - kFp8Steps (a rounding boundary
+/// of e4m3's normal range, kFp8Steps float steps down), moved to the top 20 bits: the shift and
+/// the add are one instruction, and the high bits the mask would clear fall off.
+__device__ __forceinline__ uint32_t e4m3BoundaryGap(float q) {
+  return (fp::bitsOf(q) << 12) + ((0x80000u + kFp8Steps) << 12);
+}
+constexpr uint32_t kE4m3NearGap = (2 * kFp8Steps) << 12;
+
 /// Whether q = RN(w * r) may not have the quotient's code: within kFp8Steps float steps of a
-/// rounding boundary of e4m3's normal range (there the 20 bits below e4m3's mantissa are
-/// 0x80000), or below 2^-6, where e4m3's subnormal boundaries lie elsewhere.
+/// rounding boundary of e4m3's normal range, or below 2^-6, where e4m3's subnormal boundaries
+/// lie elsewhere.
 __device__ __forceinline__ bool nearE4m3Boundary(float q) {
-  return (((fp::bitsOf(q) + (0x80000u + kFp8Steps)) & 0xFFFFFu) <= 2 * kFp8Steps) | (fabsf(q) < 0x1p-6f);
+  return (e4m3BoundaryGap(q) <= kE4m3NearGap) | (fabsf(q) < 0x1p-6f);
 }
 
 /// For a q that nearE4m3Boundary flags: a float with the code of RN(w / s), found without
@@ -186,19 +194,17 @@ template <int V> __device__ __forceinline__ void fp8QuantPack(const float* v, co
       o[j] = qmath::fp8Quant(v[j], d.s);
     return;
   }
-  // nearE4m3Boundary of the whole pack: its least distance to a normal-range boundary and its
-  // least magnitude, one min each per element (a NaN product is neither near nor least). The
-  // distance is nearE4m3Boundary's low 20 bits moved to the top, a shift and an add in one.
-  constexpr uint32_t kMid = (0x80000u + kFp8Steps) << 12;
+  // nearE4m3Boundary of the whole pack: its least gap and its least magnitude, one min each
+  // per element (a NaN product is neither near nor least).
   float q[V], least = INFINITY;
   uint32_t gap = 0xFFFFFFFFu;
 #pragma unroll
   for (int j = 0; j < V; ++j) {
     q[j] = __fmul_rn(v[j], d.r);
-    gap = min(gap, (fp::bitsOf(q[j]) << 12) + kMid);
+    gap = min(gap, e4m3BoundaryGap(q[j]));
     least = fminf(least, fabsf(q[j]));
   }
-  if (gap <= (2 * kFp8Steps) << 12 || least < 0x1p-6f) {
+  if (gap <= kE4m3NearGap || least < 0x1p-6f) {
 #pragma unroll
     for (int j = 0; j < V; ++j)
       if (nearE4m3Boundary(q[j]))
@@ -228,10 +234,12 @@ struct E2m1Thresholds {
   float d;
   bool fast;
 };
+/// Whether the thresholds can stand for division by d: 0 < d < Inf.
+__device__ __forceinline__ bool e2m1ThresholdsApply(float d) { return d > 0.0f && fp::absBits(d) < 0x7F800000u; }
 __device__ __forceinline__ E2m1Thresholds e2m1Thresholds(float d) {
   E2m1Thresholds t;
   t.d = d;
-  t.fast = d > 0.0f && fp::absBits(d) < 0x7F800000u;
+  t.fast = e2m1ThresholdsApply(d);
   const double dd = d;
   // t + half the spacing above t, and t - half the spacing below it.
   const double above[4] = {0.25 + 0x1p-26, 1.25 + 0x1p-24, 2.5 + 0x1p-23, 5.0 + 0x1p-22};
@@ -267,7 +275,7 @@ __device__ __forceinline__ E2m1Thresholds e2m1ThresholdsOf(const uint32_t* w, fl
     t.reach[k] = fp::floatOf(w[4 + k]);
   t.negative = fp::floatOf(w[7]);
   t.d = d;
-  t.fast = d > 0.0f && fp::absBits(d) < 0x7F800000u;
+  t.fast = e2m1ThresholdsApply(d);
   return t;
 }
 __device__ __forceinline__ uint32_t e2m1CodeBy(float w, const E2m1Thresholds& t) {
