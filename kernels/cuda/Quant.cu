@@ -5,9 +5,10 @@
 //                 exact); skipped when the per-matrix scale is given
 //   quotients     codes from one reciprocal or a few thresholds per block, not a division
 //                 per element (QuantCodes.cuh); BF16 pairs are compared two per instruction
-//   NVFP4         one thread per 16-element group: 32/64-byte loads, 8-byte packed store;
-//                 a block's table of each scale code's thresholds
-//   FP8 tensor    grid-stride, two 16-byte packs per thread
+//   NVFP4         one thread per 16-element group: 32/64-byte loads, the next group's in
+//                 flight meanwhile, 8-byte packed store; a block's table of each scale code's
+//                 thresholds
+//   FP8 tensor    grid-stride, two 16-byte packs per thread, the next two in flight meanwhile
 //   FP8 block     one 256-thread block per 128x128 tile, copied to shared memory asynchronously
 //   MXFP8         one thread per 32-element group
 //   dequantize    grid-stride over 16-element packs; e4m3 and E2M1 values by conversion
@@ -75,31 +76,41 @@ __global__ void firstNonFiniteKernel(const T* __restrict__ in, size_t n, unsigne
 
 // ---- per-expert scalars -------------------------------------------------------------------
 
-/// NVFP4: global[e] = given or amax[e] / 2688. FP8: scale[e] = given or amax[e] / 448 (0 -> 1).
-__global__ void scalarScalesKernel(QuantFormat format, const uint32_t* __restrict__ amaxBits, size_t experts,
-                                   bool useGiven, float given, float* __restrict__ out) {
-  for (size_t e = globalThread(); e < experts; e += gridThreads()) {
-    const float a = fp::floatOf(amaxBits[e]);
-    out[e] = useGiven ? given : format == QuantFormat::Nvfp4 ? qmath::nvfp4GlobalScale(a) : qmath::fp8Scale(a);
-  }
-}
+/// Each matrix's scale, from its amax bits (after the amax pass) or given: the quantizers
+/// compute it where they use it, which saves a launch between the two passes.
+struct MatrixScale {
+  const uint32_t* amaxBits;
+  bool given;
+  float value;
+  /// NVFP4's weight_scale_2: given, or amax / 2688.
+  __device__ float nvfp4(size_t e) const { return given ? value : qmath::nvfp4GlobalScale(fp::floatOf(amaxBits[e])); }
+  /// FP8's scale: given, or amax / 448 (0 -> 1).
+  __device__ float fp8(size_t e) const { return given ? value : qmath::fp8Scale(fp::floatOf(amaxBits[e])); }
+};
 
 // ---- NVFP4 ------------------------------------------------------------------------------------
 
 /// Grid (blocks, experts): a block quantizes groups of one expert, whose global scale gives
-/// every scale code its divisor, so the block first builds a table of each code's thresholds
-/// (BF16 pairs for BF16 input, floats otherwise) and a group then looks its code's up.
+/// every scale code its divisor, so the block first builds a table of each code's divisor and
+/// thresholds (BF16 pairs for BF16 input, floats otherwise; all 256 codes, since a negative
+/// given scale gives negative codes) and a group then looks its code's up. A group's scale
+/// code comes from one product (nvfp4BlockScaleBy), not a division.
 template <bool kVec, class T>
 __global__ void __launch_bounds__(kThreads)
-    nvfp4QuantKernel(const T* __restrict__ in, size_t groupsPerExpert, const float* __restrict__ global,
-                     uint8_t* __restrict__ packed, uint8_t* __restrict__ scales, uint32_t* __restrict__ badFlag) {
+    nvfp4QuantKernel(const T* __restrict__ in, size_t groupsPerExpert, MatrixScale matrixScale,
+                     float* __restrict__ globalOut, uint8_t* __restrict__ packed, uint8_t* __restrict__ scales,
+                     uint32_t* __restrict__ badFlag) {
   constexpr bool kPairs = kVec && std::is_same_v<T, bf16_t>;
   static_assert(sizeof(E2m1Bf16Thresholds) == kE2m1ThresholdWords * 4);
-  __shared__ uint4 table[128][kE2m1ThresholdWords / 4];
+  __shared__ uint4 table[256][kE2m1ThresholdWords / 4];
+  __shared__ float divisors[256];
   const size_t expert = blockIdx.y;
-  const float ws2 = global[expert], ws2Times6 = fp::mul(qmath::kE2m1Max, ws2);
-  for (unsigned code = threadIdx.x; code < 128; code += blockDim.x) {
-    const E2m1Thresholds t = e2m1Thresholds(qmath::nvfp4BlockDivisor(static_cast<uint8_t>(code), ws2));
+  const float ws2 = matrixScale.nvfp4(expert), ws2Times6 = fp::mul(qmath::kE2m1Max, ws2);
+  if (blockIdx.x == 0 && threadIdx.x == 0)
+    globalOut[expert] = ws2;
+  for (unsigned code = threadIdx.x; code < 256; code += blockDim.x) {
+    const float d = qmath::nvfp4BlockDivisor(static_cast<uint8_t>(code), ws2);
+    const E2m1Thresholds t = e2m1Thresholds(d);
     uint32_t w[kE2m1ThresholdWords];
     if constexpr (kPairs) {
       const E2m1Bf16Thresholds b = e2m1Bf16Thresholds(t);
@@ -108,29 +119,54 @@ __global__ void __launch_bounds__(kThreads)
       e2m1ThresholdWords(t, w);
     }
     memcpy(table[code], w, sizeof w);
+    divisors[code] = d;
   }
   __syncthreads();
+  const Fp8Divisor scaleDivisor = fp8Divisor(ws2Times6);
   in += expert * groupsPerExpert * 16;
   packed += expert * groupsPerExpert * 8;
   scales += expert * groupsPerExpert;
-  for (size_t g = globalThread(); g < groupsPerExpert; g += gridThreads()) {
+  using Group = WordPack<T, 16>;
+  auto load = [&](const T* p) {
+    Group raw;
+    if constexpr (kVec) {
+      raw = *reinterpret_cast<const Group*>(p);
+    } else {
+      T v[16];
+#pragma unroll
+      for (int j = 0; j < 16; ++j)
+        v[j] = p[j];
+      memcpy(raw.v, v, sizeof v);
+    }
+    return raw;
+  };
+  // Software-pipelined: the next group's loads are issued before this one is quantized, so
+  // each thread keeps two groups in flight.
+  const size_t stride = gridThreads();
+  size_t g = globalThread();
+  const T* src = in + g * 16;
+  Group a;
+  if (g < groupsPerExpert)
+    a = load(src);
+  for (; g < groupsPerExpert; g += stride, src += stride * 16) {
+    Group next;
+    if (g + stride < groupsPerExpert)
+      next = load(src + stride * 16);
     // The block scale from the group's amax (as |x| bits); a NaN/Inf is found by the amax pass
     // unless the global scale was given.
     auto start = [&](uint32_t bmax, uint32_t* w) {
       if (bmax >= kNonFiniteBits)
         atomicOr(badFlag, 1u);
-      const uint8_t s = qmath::nvfp4BlockScale(fp::floatOf(bmax), ws2Times6);
+      const uint8_t s = nvfp4BlockScaleBy(fp::floatOf(bmax), scaleDivisor);
       scales[g] = s;
-      memcpy(w, table[s & 0x7Fu], kE2m1ThresholdWords * 4);
-      return qmath::nvfp4BlockDivisor(s, ws2);
+      memcpy(w, table[s], kE2m1ThresholdWords * 4);
+      return divisors[s];
     };
     uint32_t tw[kE2m1ThresholdWords];
     Pack<uint8_t, 8> o;
     if constexpr (kPairs) {
       // BF16 pairs as loaded: the amax and the codes two elements per instruction.
-      const Pack<uint32_t, 4> lo = loadPack<uint32_t, 4>(reinterpret_cast<const uint32_t*>(in + g * 16));
-      const Pack<uint32_t, 4> hi = loadPack<uint32_t, 4>(reinterpret_cast<const uint32_t*>(in + g * 16 + 8));
-      const uint32_t w[8] = {lo.v[0], lo.v[1], lo.v[2], lo.v[3], hi.v[0], hi.v[1], hi.v[2], hi.v[3]};
+      const uint32_t* w = a.v;
       uint32_t m = 0;
 #pragma unroll
       for (int j = 0; j < 8; ++j)
@@ -139,11 +175,11 @@ __global__ void __launch_bounds__(kThreads)
       if (e2m1ThresholdsApply(d)) {
         E2m1Bf16Thresholds b;
         memcpy(&b, tw, sizeof b);
+        uint32_t codes[8];
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const uint32_t codes = e2m1CodesBf16x2(w[j], b);
-          o.v[j] = static_cast<uint8_t>(codes | (codes >> 12));
-        }
+        for (int j = 0; j < 8; ++j)
+          codes[j] = e2m1CodesBf16x2(w[j], b);
+        packCodePairs(codes, o.v);
       } else {
 #pragma unroll
         for (int j = 0; j < 8; ++j)
@@ -151,8 +187,11 @@ __global__ void __launch_bounds__(kThreads)
                                         (qmath::nvfp4Code(fp::floatOf(w[j] & 0xFFFF0000u), d) << 4));
       }
     } else {
+      const Pack<T, 16> x = elementsOf<T, 16>(a);
       float v[16];
-      loadF32<kVec, 16>(in + g * 16, v);
+#pragma unroll
+      for (int j = 0; j < 16; ++j)
+        v[j] = toF32(x.v[j]);
       const float d = start(maxAbsBits<16>(v), tw);
       const E2m1Thresholds t = e2m1ThresholdsOf(tw, d);
 #pragma unroll
@@ -160,6 +199,7 @@ __global__ void __launch_bounds__(kThreads)
         o.v[j] = static_cast<uint8_t>(e2m1CodeBy(v[2 * j], t) | (e2m1CodeBy(v[2 * j + 1], t) << 4));
     }
     storeN<kVec, 8>(packed + g * 8, o);
+    a = next;
   }
 }
 
@@ -184,38 +224,49 @@ __global__ void __launch_bounds__(kThreads)
 // ---- FP8 per tensor -----------------------------------------------------------------------
 
 /// V elements per pack; V divides perExpert, so a pack never straddles two experts. With
-/// V > 1 a warp takes 64 consecutive packs per step, lanes l and 32 + l, so each thread has two
-/// loads in flight and every warp-wide load is coalesced.
+/// V > 1 a warp takes 64 consecutive packs per step, lanes l and 32 + l, and issues the next
+/// step's loads before quantizing this step's, so each thread has four loads in flight and
+/// every warp-wide load is coalesced.
 template <int V, bool kFlagNonFinite, class T>
 __global__ void __launch_bounds__(kThreads)
-    fp8QuantKernel(const T* __restrict__ in, size_t perExpert, size_t total, const float* __restrict__ scale,
-                   uint8_t* __restrict__ q, uint32_t* __restrict__ badFlag) {
+    fp8QuantKernel(const T* __restrict__ in, size_t experts, size_t perExpert, MatrixScale matrixScale,
+                   float* __restrict__ scaleOut, uint8_t* __restrict__ q, uint32_t* __restrict__ badFlag) {
   constexpr int kLoads = V > 1 ? 2 : 1;
   constexpr size_t kStep = 32 * kLoads; // packs per warp and step
-  size_t expert = SIZE_MAX; // the reciprocal is taken once per expert a thread meets
+  for (size_t e = globalThread(); e < experts; e += gridThreads())
+    scaleOut[e] = matrixScale.fp8(e);
+  size_t expert = SIZE_MAX; // the scale and its reciprocal are taken once per expert a thread meets
   Fp8Divisor s{};
-  const size_t packs = total / V, lane = threadIdx.x & 31;
-  for (size_t first = (globalThread() >> 5) * kStep + lane; first < packs; first += (gridThreads() >> 5) * kStep) {
-    float v[kLoads][V];
+  const size_t total = experts * perExpert, packs = total / V, lane = threadIdx.x & 31, stride = (gridThreads() >> 5) * kStep;
+  auto load = [&](size_t first, WordPack<T, V>* a) {
 #pragma unroll
     for (int k = 0; k < kLoads; ++k)
       if (first + 32 * k < packs)
-        loadF32<(V > 1), V>(in + (first + 32 * k) * V, v[k]);
+        a[k] = *reinterpret_cast<const WordPack<T, V>*>(in + (first + 32 * k) * V);
+  };
+  WordPack<T, V> a[kLoads];
+  size_t first = (globalThread() >> 5) * kStep + lane;
+  load(first, a);
+  for (; first < packs; first += stride) {
+    WordPack<T, V> next[kLoads];
+    load(first + stride, next);
 #pragma unroll
     for (int k = 0; k < kLoads; ++k) {
       const size_t i = (first + 32 * k) * V;
       if (i >= total)
         continue;
       if (const size_t e = expertOf(i, perExpert, total); e != expert) {
-        s = fp8Divisor(scale[e]);
+        s = fp8Divisor(matrixScale.fp8(e));
         expert = e;
       }
-      Pack<uint8_t, V> o;
-      fp8QuantPack<V>(v[k], s, o.v);
-      if (kFlagNonFinite && maxAbsBits<V>(v[k]) >= kNonFiniteBits) // else the amax pass found them
+      const Pack<T, V> x = elementsOf<T, V>(a[k]);
+      if (kFlagNonFinite && packMaxAbsBits(x) >= kNonFiniteBits) // else the amax pass found them
         atomicOr(badFlag, 1u);
-      storeN<(V > 1), V>(q + i, o);
+      storeN<(V > 1), V>(q + i, fp8QuantOf(x, s));
     }
+#pragma unroll
+    for (int k = 0; k < kLoads; ++k)
+      a[k] = next[k];
   }
 }
 
@@ -249,8 +300,8 @@ template <class P> __device__ __forceinline__ void copyToShared(P* dst, const P*
 /// One block of 256 threads per tile; grid (tile cols, tile rows, experts). Each thread takes
 /// V consecutive columns of every (256 / (128 / V))-th row of the tile. The tile is copied to
 /// shared memory asynchronously (16384 elements; the amax must be known before any element is
-/// quantized), so a block holds few registers, five or six share an SM and their copies
-/// overlap the others' work; the loops over rows stay rolled, which keeps the code small.
+/// quantized), so four blocks share an SM and their copies overlap the others' work; the loops
+/// over rows stay rolled, which keeps the code small.
 template <int V, class T>
 __global__ void __launch_bounds__(256)
     fp8BlockQuantKernel(const T* __restrict__ in, size_t rows, size_t cols, bool bf16Scale, void* __restrict__ scaleOut,
@@ -293,14 +344,8 @@ __global__ void __launch_bounds__(256)
   }
   const Fp8Divisor divisor = fp8Divisor(s);
   for (int p = 0; p < passes; ++p) {
-    const Pack<T, V> a = tile[p * 256];
-    float v[V];
-#pragma unroll
-    for (int j = 0; j < V; ++j)
-      v[j] = toF32(a.v[j]);
-    Pack<uint8_t, V> o;
-    fp8QuantPack<V>(v, divisor, o.v);
-    storeN<(V > 1), V>(q + first + p * step, o);
+    const Pack<T, V> a = tile[p * 256]; // one shared-memory load of the whole pack
+    storeN<(V > 1), V>(q + first + p * step, fp8QuantOf(a, divisor));
   }
 }
 
@@ -446,40 +491,35 @@ KernelStatus quantizeImpl(const T* in, size_t experts, size_t rows, size_t cols,
   }
 
   uint8_t* data = static_cast<uint8_t*>(out.data);
+  const MatrixScale matrixScale{amaxBits, opt.globalScale.has_value(), opt.globalScale.value_or(0.0f)};
   switch (out.format) {
   case QuantFormat::Nvfp4: {
-    scalarScalesKernel<<<gridFor(experts), kThreads, 0, s>>>(QuantFormat::Nvfp4, amaxBits, experts,
-                                                             opt.globalScale.has_value(), opt.globalScale.value_or(0.0f),
-                                                             out.globalScale);
-    CKPTMAP_CUDA_CHECK_LAUNCH();
+    // Launched even for empty matrices, which still get their global scale.
     const size_t groupsPerExpert = perExpert / 16;
-    if (groupsPerExpert && experts) {
+    if (experts) {
       auto* scales = static_cast<uint8_t*>(out.scale);
       const dim3 grid(static_cast<unsigned>(gridFor(groupsPerExpert)), static_cast<unsigned>(experts));
       if (inVec && aligned(data, 8))
-        nvfp4QuantKernel<true><<<grid, kThreads, 0, s>>>(in, groupsPerExpert, out.globalScale, data, scales, badFlag);
+        nvfp4QuantKernel<true><<<grid, kThreads, 0, s>>>(in, groupsPerExpert, matrixScale, out.globalScale, data, scales, badFlag);
       else
-        nvfp4QuantKernel<false><<<grid, kThreads, 0, s>>>(in, groupsPerExpert, out.globalScale, data, scales, badFlag);
+        nvfp4QuantKernel<false><<<grid, kThreads, 0, s>>>(in, groupsPerExpert, matrixScale, out.globalScale, data, scales, badFlag);
       CKPTMAP_CUDA_CHECK_LAUNCH();
     }
     break;
   }
   case QuantFormat::Fp8Tensor: {
-    auto* scale = static_cast<float*>(out.scale);
-    scalarScalesKernel<<<gridFor(experts), kThreads, 0, s>>>(QuantFormat::Fp8Tensor, amaxBits, experts,
-                                                             opt.globalScale.has_value(), opt.globalScale.value_or(0.0f),
-                                                             scale);
-    CKPTMAP_CUDA_CHECK_LAUNCH();
-    if (n) {
+    // Launched even for empty matrices, which still get their scale.
+    if (experts) {
+      auto* scale = static_cast<float*>(out.scale);
       constexpr int V = packOf<T>();
       const bool vec = inVec && aligned(data, V) && perExpert % V == 0;
       // Without an amax pass (a given scale) the quantizer itself flags NaN/Inf inputs.
       auto launch = [&](auto flag) {
         constexpr bool kFlag = decltype(flag)::value;
         if (vec)
-          fp8QuantKernel<V, kFlag><<<gridFor(n / V), kThreads, 0, s>>>(in, perExpert, n, scale, data, badFlag);
+          fp8QuantKernel<V, kFlag><<<gridFor(n / V), kThreads, 0, s>>>(in, experts, perExpert, matrixScale, scale, data, badFlag);
         else
-          fp8QuantKernel<1, kFlag><<<gridFor(n), kThreads, 0, s>>>(in, perExpert, n, scale, data, badFlag);
+          fp8QuantKernel<1, kFlag><<<gridFor(n), kThreads, 0, s>>>(in, experts, perExpert, matrixScale, scale, data, badFlag);
       };
       if (opt.globalScale)
         launch(std::true_type{});

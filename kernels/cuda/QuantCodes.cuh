@@ -18,6 +18,17 @@ namespace ckptmap::cuda::detail {
 
 template <class T> constexpr int packOf() { return static_cast<int>(16 / sizeof(T)); }
 
+/// V elements of T held as 32-bit words where they fill whole words, so that copying a pack
+/// (the next one, loaded while this one is quantized) is plain register moves rather than
+/// 16-bit extractions.
+template <class T, int V>
+using WordPack = std::conditional_t<(V * sizeof(T)) % 4 == 0, Pack<uint32_t, static_cast<int>(V * sizeof(T) / 4)>, Pack<T, V>>;
+template <class T, int V> __device__ __forceinline__ Pack<T, V> elementsOf(const WordPack<T, V>& w) {
+  Pack<T, V> p;
+  memcpy(p.v, w.v, sizeof p.v);
+  return p;
+}
+
 /// Loads N consecutive elements as F32, with 16-byte loads when kVec.
 template <bool kVec, int N, class T> __device__ __forceinline__ void loadF32(const T* p, float* v) {
   if constexpr (kVec) {
@@ -155,11 +166,18 @@ __device__ __forceinline__ uint32_t e4m3BoundaryGap(float q) {
 }
 constexpr uint32_t kE4m3NearGap = (2 * kFp8Steps) << 12;
 
+/// |q| ordered as an integer, except that +-0 comes last: 2|q|'s bits less one (the sign bit
+/// shifts out, and 0 wraps to the largest key). A zero product needs no representative: it
+/// comes from a zero w, or from |w / s| <= 2^-150, and either way the code is a zero of w's
+/// sign. Quotients of values quantized before (zero codes) are zero often.
+__device__ __forceinline__ uint32_t e4m3SmallKey(float q) { return (fp::bitsOf(q) << 1) - 1u; }
+constexpr uint32_t kE4m3SmallKey = (0x3C800000u << 1) - 1u; // key < this: 0 < |q| < 2^-6
+
 /// Whether q = RN(w * r) may not have the quotient's code: within kFp8Steps float steps of a
-/// rounding boundary of e4m3's normal range, or below 2^-6, where e4m3's subnormal boundaries
-/// lie elsewhere.
+/// rounding boundary of e4m3's normal range, or nonzero below 2^-6, where e4m3's subnormal
+/// boundaries lie elsewhere.
 __device__ __forceinline__ bool nearE4m3Boundary(float q) {
-  return (e4m3BoundaryGap(q) <= kE4m3NearGap) | (fabsf(q) < 0x1p-6f);
+  return (e4m3BoundaryGap(q) <= kE4m3NearGap) | (e4m3SmallKey(q) < kE4m3SmallKey);
 }
 
 /// For a q that nearE4m3Boundary flags: a float with the code of RN(w / s), found without
@@ -184,8 +202,8 @@ __device__ __forceinline__ float e4m3Representative(float w, float q, float s) {
 }
 
 /// fp8Quant of V elements (1 or even): one product each, a representative for the few near a
-/// boundary (about one pack of eight in a thousand for weights; many more for values quantized
-/// before, or for BF16 values against a scale whose mantissa shares their factors), and one
+/// boundary or nonzero and small (about one pack of eight in a thousand for weights; many more
+/// for BF16 values against a scale whose mantissa shares their factors), and one
 /// conversion per pair. A NaN product (a NaN input, which the caller reports) gives a NaN code.
 template <int V> __device__ __forceinline__ void fp8QuantPack(const float* v, const Fp8Divisor& d, uint8_t* o) {
   if (!d.fast) {
@@ -194,17 +212,17 @@ template <int V> __device__ __forceinline__ void fp8QuantPack(const float* v, co
       o[j] = qmath::fp8Quant(v[j], d.s);
     return;
   }
-  // nearE4m3Boundary of the whole pack: its least gap and its least magnitude, one min each
-  // per element (a NaN product is neither near nor least).
-  float q[V], least = INFINITY;
-  uint32_t gap = 0xFFFFFFFFu;
+  // nearE4m3Boundary of the whole pack: its least gap and its least small-key, one min each
+  // per element (a NaN product is neither near nor small).
+  float q[V];
+  uint32_t gap = 0xFFFFFFFFu, small = 0xFFFFFFFFu;
 #pragma unroll
   for (int j = 0; j < V; ++j) {
     q[j] = __fmul_rn(v[j], d.r);
     gap = min(gap, e4m3BoundaryGap(q[j]));
-    least = fminf(least, fabsf(q[j]));
+    small = min(small, e4m3SmallKey(q[j]));
   }
-  if (gap <= kE4m3NearGap || least < 0x1p-6f) {
+  if (gap <= kE4m3NearGap || small < kE4m3SmallKey) {
 #pragma unroll
     for (int j = 0; j < V; ++j)
       if (nearE4m3Boundary(q[j]))
@@ -217,6 +235,17 @@ template <int V> __device__ __forceinline__ void fp8QuantPack(const float* v, co
     for (int j = 0; j < V; j += 2)
       e4m3Pair(q[j], q[j + 1], o + j);
   }
+}
+
+/// fp8QuantPack of a pack of any element type.
+template <class T, int V> __device__ __forceinline__ Pack<uint8_t, V> fp8QuantOf(const Pack<T, V>& x, const Fp8Divisor& d) {
+  float v[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j)
+    v[j] = toF32(x.v[j]);
+  Pack<uint8_t, V> o;
+  fp8QuantPack<V>(v, d, o.v);
+  return o;
 }
 
 /// e2m1(RN(w / d)) as nvfp4Code computes it, by comparing |w| with thresholds. The code of
@@ -311,22 +340,50 @@ __device__ __forceinline__ E2m1Bf16Thresholds e2m1Bf16Thresholds(const E2m1Thres
   return b;
 }
 
-/// Each half of `mask` (all ones or all zeros) picks that half of x or of y.
-__device__ __forceinline__ uint32_t selectHalves(uint32_t mask, uint32_t x, uint32_t y) {
-  return (mask & x) | (~mask & y);
+/// Codes of a BF16 pair (bits 0-3 and 16-19, the rest zero). A code's magnitude is how many
+/// thresholds |w| reaches, counted by comparisons that give BF16 1.0 or 0 and sums of small
+/// integers (exact in BF16): floating-point instructions, whose pipe the rest of a quantizer
+/// leaves idle, where selecting thresholds by masks would take logic instructions, the pipe
+/// that bounds it. A negative w that keeps its sign (w <= -negative) adds 8, and the count
+/// starts at 128, which puts it in the low mantissa bits.
+__device__ __forceinline__ uint32_t e2m1CodesBf16x2(uint32_t w, const E2m1Bf16Thresholds& t) {
+  constexpr uint32_t kEight = 0x41004100u, kOffset = 0x43004300u; // BF16 pairs of 8 and 128
+  const __nv_bfloat162 a = bf16x2Of(w & 0x7FFF7FFFu);
+  __nv_bfloat162 reached[7];
+#pragma unroll
+  for (int k = 0; k < 7; ++k)
+    reached[k] = __hge2(a, bf16x2Of(t.reach[k]));
+  const __nv_bfloat162 signKept = __hle2(bf16x2Of(w), bf16x2Of(t.negative | 0x80008000u));
+  const __nv_bfloat162 n = __hadd2(__hadd2(__hadd2(reached[0], reached[1]), __hadd2(reached[2], reached[3])),
+                                   __hadd2(__hadd2(reached[4], reached[5]),
+                                           __hadd2(reached[6], __hfma2(signKept, bf16x2Of(kEight), bf16x2Of(kOffset)))));
+  return bitsOf(n) - kOffset;
 }
 
-/// Codes of a BF16 pair (bits 0-3 and 16-19). The count of thresholds |w| reaches is found
-/// by binary search, a bit per comparison: the thresholds never decrease, so |w| reaches
-/// reach[3] iff the count is at least 4, and so on down.
-__device__ __forceinline__ uint32_t e2m1CodesBf16x2(uint32_t w, const E2m1Bf16Thresholds& t) {
-  const __nv_bfloat162 a = bf16x2Of(w & 0x7FFF7FFFu);
-  const uint32_t four = __hge2_mask(a, bf16x2Of(t.reach[3]));
-  const uint32_t two = __hge2_mask(a, bf16x2Of(selectHalves(four, t.reach[5], t.reach[1])));
-  const uint32_t oneAt = selectHalves(four, selectHalves(two, t.reach[6], t.reach[4]), selectHalves(two, t.reach[2], t.reach[0]));
-  const uint32_t one = __hge2_mask(a, bf16x2Of(oneAt));
-  const uint32_t sign = w & 0x80008000u & __hge2_mask(a, bf16x2Of(t.negative));
-  return (four & 0x00040004u) | (two & 0x00020002u) | (one & 0x00010001u) | (sign >> 12);
+/// The eight code bytes of a group from e2m1CodesBf16x2's eight pairs: two pairs x, y become
+/// four nibbles by x + 256 y (codes at nibbles 0, 2, 4, 6) plus itself shifted down 12 bits
+/// (nibbles 4, 6 to 1, 3), the multiply-add running beside the logic instructions.
+__device__ __forceinline__ void packCodePairs(const uint32_t* codes, uint8_t* o) {
+  uint32_t words[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    uint32_t lo = codes[4 * h] + codes[4 * h + 1] * 256u, hi = codes[4 * h + 2] + codes[4 * h + 3] * 256u;
+    lo += lo >> 12;
+    hi += hi >> 12;
+    words[h] = __byte_perm(lo, hi, 0x5410u);
+  }
+  memcpy(o, words, 8);
+}
+
+/// qmath::nvfp4BlockScale(a, t.s) for a block amax a >= 0, from t's reciprocal: a product of
+/// at least 2^-6 away from an e4m3 boundary has the quotient's code (as in fp8QuantPack) and
+/// takes no clamp; anything else (a zero or tiny block, a near tie, a divisor without a
+/// usable reciprocal) gets the division.
+__device__ __forceinline__ uint8_t nvfp4BlockScaleBy(float a, const Fp8Divisor& t) {
+  const float q = __fmul_rn(a, t.r);
+  if (t.fast && e4m3BoundaryGap(q) > kE4m3NearGap && q >= 0x1p-6f)
+    return static_cast<uint8_t>(__nv_cvt_float_to_fp8(q, __NV_SATFINITE, __NV_E4M3));
+  return qmath::nvfp4BlockScale(a, t.s);
 }
 
 /// MXFP8's scale is a power of two, 2^(e-127), whose reciprocal 2^(127-e) is a float for every

@@ -125,7 +125,8 @@ int main(int argc, char** argv) {
          [&] { require(cuda::quantize(DType::BF16, src, rows, cols, nv), "nvfp4 quantize"); });
   const QuantRef nvr{QuantFormat::Nvfp4, dst, scale, DType::F32, static_cast<float*>(global)};
   // Dequantized values go beside the codes, never over the input: every quantizer below reads
-  // the same random weights (values quantized before sit on rounding boundaries far more often).
+  // the same random weights (values quantized before are not like weights: many zeros, few
+  // distinct significands).
   kernel("nvfp4 dequantize bf16", n / 2.0 + n / 16.0 + in, [&] {
     require(cuda::dequantize(nvr, rows, cols, DType::BF16, static_cast<char*>(dst) + n), "nvfp4 dequantize");
   });
@@ -163,8 +164,8 @@ int main(int argc, char** argv) {
   const QuantRef mxr{QuantFormat::Mxfp8, dst, scale};
   kernel("mxfp8 dequantize bf16", n + n / 32.0 + in,
          [&] { require(cuda::dequantize(mxr, rows, cols, DType::BF16, static_cast<char*>(dst) + n), "mxfp8 dequantize"); });
-  // Requantization: values NVFP4 held (quantized, then dequantized to BF16) put many more
-  // quotients on e4m3 rounding boundaries than weights do.
+  // Requantization: values NVFP4 held (quantized, then dequantized to BF16), about one
+  // in fifteen of them zero.
   require(cuda::quantize(DType::BF16, src, rows, cols, nv), "nvfp4 quantize");
   void* requant = static_cast<char*>(dst) + n;
   require(cuda::dequantize(nvr, rows, cols, DType::BF16, requant), "nvfp4 dequantize");
