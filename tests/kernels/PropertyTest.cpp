@@ -1,9 +1,11 @@
 // Properties on seeded random shapes and data: dequant(quant(x)) within the format's error
 // bound, results independent of the thread count, experts = per-expert calls, requantize =
-// dequantize + quantize.
+// dequantize + quantize, and the facts about the reference arithmetic the GPU's shortcuts
+// rest on.
 #include "Helpers.h"
 
 #include "kernels/Quant.h"
+#include "kernels/QuantMath.h"
 
 #include <doctest/doctest.h>
 
@@ -230,4 +232,62 @@ TEST_CASE("amax is exact and reports the first non-finite element") {
   w[77777] = -INFINITY;
   w[99999] = NAN;
   CHECK(cpu::amax(w.data(), w.size(), got, 0, Exec{4}).index() == 77777);
+}
+
+namespace {
+
+/// The float k steps from positive finite x (k may be negative).
+float stepsFrom(float x, int k) { return fp::floatOf(static_cast<uint32_t>(static_cast<int64_t>(fp::bitsOf(x)) + k)); }
+
+/// Whether every float within `steps` float steps of q > 0 has q's saturating e4m3 code: no
+/// e4m3 rounding boundary lies that close.
+bool farFromE4m3Boundary(float q, int steps) {
+  const uint8_t code = fp::f32ToE4m3Sat(q);
+  for (int k = -steps; k <= steps; ++k)
+    if (fp::f32ToE4m3Sat(stepsFrom(q, k)) != code)
+      return false;
+  return true;
+}
+
+} // namespace
+
+// The GPU quantizers replace each division by a product with a reciprocal (kernels/cuda/
+// QuantCodes.cuh) and rely on these facts about the reference arithmetic, checked here on
+// quotients placed near every e4m3 rounding boundary and near underflow.
+TEST_CASE("a product with the reciprocal has the quotient's e4m3 code away from boundaries, and zero's") {
+  std::mt19937 gen(12);
+  std::uniform_real_distribution<float> unit(1.0f, 2.0f);
+  std::uniform_int_distribution<int> exponent(-60, 60), offset(-16, 16);
+  size_t far = 0, zero = 0;
+  for (int trial = 0; trial < 200000; ++trial) {
+    const float s = std::ldexp(unit(gen), exponent(gen)), r = 1.0f / s;
+    if (!(r >= 0x1p-126f && r < INFINITY))
+      continue;
+    // A quotient a few float steps from an e4m3 midpoint (or from a representable value).
+    const uint8_t code = static_cast<uint8_t>(gen() % 0x7E);
+    const float at = gen() % 2 ? (fp::e4m3ToF32(code) + fp::e4m3ToF32(uint8_t(code + 1))) / 2 : fp::e4m3ToF32(code);
+    if (at <= 0.0f)
+      continue;
+    const float w = (gen() % 2 ? 1.0f : -1.0f) * stepsFrom(at * s, offset(gen));
+    const float q = w * r;
+    if (std::fabs(q) >= 0x1p-6f && farFromE4m3Boundary(std::fabs(q), 8)) {
+      ++far;
+      CAPTURE(w);
+      CAPTURE(s);
+      REQUIRE(qmath::fp8Quant(w, s) == fp::f32ToE4m3Sat(q));
+      // NVFP4's block scale is the same quotient of a block amax (no clamp applies above 2^-6).
+      REQUIRE(qmath::nvfp4BlockScale(std::fabs(w), s) == fp::f32ToE4m3Sat(std::fabs(q)));
+    }
+    // A product that underflows to zero: the code is a zero of w's sign.
+    const float tiny = (gen() % 2 ? 1.0f : -1.0f) * fp::floatOf(1 + static_cast<uint32_t>(gen() % 64));
+    if (tiny * r == 0.0f) {
+      ++zero;
+      CAPTURE(tiny);
+      CAPTURE(s);
+      REQUIRE(qmath::fp8Quant(tiny, s) == (std::signbit(tiny) ? 0x80 : 0x00));
+    }
+  }
+  // Both claims were exercised, the first also next to boundaries (offsets up to 16 steps).
+  CHECK(far > 50000);
+  CHECK(zero > 10000);
 }
