@@ -187,11 +187,8 @@ __global__ void __launch_bounds__(kThreads)
                                         (qmath::nvfp4Code(fp::floatOf(w[j] & 0xFFFF0000u), d) << 4));
       }
     } else {
-      const Pack<T, 16> x = elementsOf<T, 16>(a);
       float v[16];
-#pragma unroll
-      for (int j = 0; j < 16; ++j)
-        v[j] = toF32(x.v[j]);
+      toF32s(elementsOf<T, 16>(a), v);
       const float d = start(maxAbsBits<16>(v), tw);
       const E2m1Thresholds t = e2m1ThresholdsOf(tw, d);
 #pragma unroll

@@ -29,17 +29,20 @@ template <class T, int V> __device__ __forceinline__ Pack<T, V> elementsOf(const
   return p;
 }
 
+/// A pack's elements as F32.
+template <class T, int N> __device__ __forceinline__ void toF32s(const Pack<T, N>& p, float* v) {
+#pragma unroll
+  for (int j = 0; j < N; ++j)
+    v[j] = toF32(p.v[j]);
+}
+
 /// Loads N consecutive elements as F32, with 16-byte loads when kVec.
 template <bool kVec, int N, class T> __device__ __forceinline__ void loadF32(const T* p, float* v) {
   if constexpr (kVec) {
     constexpr int V = packOf<T>() < N ? packOf<T>() : N;
 #pragma unroll
-    for (int k = 0; k < N / V; ++k) {
-      const Pack<T, V> a = loadPack<T, V>(p + k * V);
-#pragma unroll
-      for (int j = 0; j < V; ++j)
-        v[k * V + j] = toF32(a.v[j]);
-    }
+    for (int k = 0; k < N / V; ++k)
+      toF32s(loadPack<T, V>(p + k * V), v + k * V);
   } else {
 #pragma unroll
     for (int j = 0; j < N; ++j)
@@ -240,9 +243,7 @@ template <int V> __device__ __forceinline__ void fp8QuantPack(const float* v, co
 /// fp8QuantPack of a pack of any element type.
 template <class T, int V> __device__ __forceinline__ Pack<uint8_t, V> fp8QuantOf(const Pack<T, V>& x, const Fp8Divisor& d) {
   float v[V];
-#pragma unroll
-  for (int j = 0; j < V; ++j)
-    v[j] = toF32(x.v[j]);
+  toF32s(x, v);
   Pack<uint8_t, V> o;
   fp8QuantPack<V>(v, d, o.v);
   return o;
