@@ -101,4 +101,50 @@ private:
   void* ptr_ = nullptr;
 };
 
+/// What a quantize call's kernels report, as they see it: each matrix's amax in device memory
+/// and an error word in mapped host memory. Every word written carries the call's epoch, so
+/// words left by earlier calls read as unwritten and nothing is cleared between calls.
+struct CallFlags {
+  unsigned long long* amax; ///< per matrix: epoch << 32 | the largest |x| bits (atomicMax)
+  uint32_t* error;          ///< mapped host memory; the epoch once a NaN/Inf is seen
+  uint32_t epoch;
+
+  __device__ __forceinline__ void raiseAmax(size_t matrix, uint32_t bits) const {
+    atomicMax(&amax[matrix], static_cast<unsigned long long>(epoch) << 32 | bits);
+  }
+  /// A word's bits if this call wrote it, else 0 (no block saw a nonzero element).
+  __host__ __device__ static uint32_t bitsOf(unsigned long long word, uint32_t epoch) {
+    return static_cast<uint32_t>(word >> 32) == epoch ? static_cast<uint32_t>(word) : 0u;
+  }
+  __device__ __forceinline__ uint32_t amaxBits(size_t matrix) const { return bitsOf(amax[matrix], epoch); }
+  /// Error path only: a store across the bus.
+  __device__ __forceinline__ void flagNonFinite() const { *static_cast<volatile uint32_t*>(error) = epoch; }
+};
+
+/// A quantize call's CallFlags, taken from a per-device pool for the length of the call: a call
+/// then costs its launches and one synchronisation, with no allocation, clearing or copy back.
+/// The destructor returns them; the stream must be synchronised by then.
+class CallWords {
+public:
+  CallWords() = default;
+  CallWords(const CallWords&) = delete;
+  CallWords& operator=(const CallWords&) = delete;
+  ~CallWords();
+  /// Words for `matrices` amax values, under a new epoch.
+  KernelStatus acquire(size_t matrices);
+  const CallFlags& flags() const { return flags_; }
+  /// After synchronisation: whether a kernel saw a NaN/Inf.
+  bool sawNonFinite() const;
+  /// Enqueues the copy of matrix 0's amax to the host, read by copiedAmaxBits after
+  /// synchronisation.
+  KernelStatus copyAmaxBack(cudaStream_t stream);
+  uint32_t copiedAmaxBits() const;
+
+  struct Slot;
+
+private:
+  Slot* slot_ = nullptr;
+  CallFlags flags_{};
+};
+
 } // namespace ckptmap::cuda::detail

@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstring>
+#include <mutex>
+#include <vector>
 
 namespace ckptmap::cuda {
 
@@ -33,6 +36,96 @@ size_t gridFor(size_t work, int threads) {
   const size_t needed = (work + static_cast<size_t>(threads) - 1) / static_cast<size_t>(threads);
   return std::clamp<size_t>(needed, 1, static_cast<size_t>(sms) * 16);
 }
+
+/// A pool entry: device words for amax values, and mapped host words (the error word, then a
+/// landing place for an amax copied back). Entries live as long as the process: a handful, one
+/// per call in flight at once.
+struct CallWords::Slot {
+  int device = 0;
+  size_t capacity = 0; // amax words
+  unsigned long long* amax = nullptr;
+  uint32_t* hostError = nullptr;
+  uint32_t* deviceError = nullptr; // the device's address of hostError
+  unsigned long long* hostAmax = nullptr;
+  uint32_t epoch = 0;
+};
+
+namespace {
+
+std::mutex freeSlotsMutex;
+std::vector<CallWords::Slot*> freeSlots;
+
+/// Brings `slot` to `matrices` words and a new epoch. Its words are idle: the last call that
+/// used them synchronised before giving them back.
+KernelStatus prepare(CallWords::Slot& slot, size_t matrices) {
+  if (!slot.hostError) {
+    void* host = nullptr;
+    CKPTMAP_CUDA_TRY(cudaHostAlloc(&host, 2 * sizeof(unsigned long long), cudaHostAllocMapped));
+    std::memset(host, 0, 2 * sizeof(unsigned long long));
+    slot.hostError = static_cast<uint32_t*>(host);
+    slot.hostAmax = static_cast<unsigned long long*>(host) + 1;
+    void* alias = nullptr;
+    CKPTMAP_CUDA_TRY(cudaHostGetDevicePointer(&alias, host, 0));
+    slot.deviceError = static_cast<uint32_t*>(alias);
+  }
+  bool clear = ++slot.epoch == 0; // after 2^32 calls an old word could pass for a new one
+  if (slot.capacity < matrices) {
+    const size_t want = std::max<size_t>({matrices, 2 * slot.capacity, 64});
+    if (slot.amax)
+      CKPTMAP_CUDA_TRY(cudaFree(slot.amax));
+    slot.amax = nullptr;
+    slot.capacity = 0;
+    CKPTMAP_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&slot.amax), want * sizeof(unsigned long long)));
+    slot.capacity = want;
+    clear = true;
+  }
+  if (clear) {
+    CKPTMAP_CUDA_TRY(cudaMemset(slot.amax, 0, slot.capacity * sizeof(unsigned long long)));
+    CKPTMAP_CUDA_TRY(cudaDeviceSynchronize());
+    __atomic_store_n(slot.hostError, 0u, __ATOMIC_RELEASE);
+    slot.epoch = 1;
+  }
+  return {};
+}
+
+} // namespace
+
+CallWords::~CallWords() {
+  if (!slot_)
+    return;
+  std::lock_guard lock(freeSlotsMutex);
+  freeSlots.push_back(slot_);
+}
+
+KernelStatus CallWords::acquire(size_t matrices) {
+  int device = 0;
+  CKPTMAP_CUDA_TRY(cudaGetDevice(&device));
+  {
+    std::lock_guard lock(freeSlotsMutex);
+    auto it = std::find_if(freeSlots.begin(), freeSlots.end(), [&](const Slot* s) { return s->device == device; });
+    if (it != freeSlots.end()) {
+      slot_ = *it;
+      freeSlots.erase(it);
+    }
+  }
+  if (!slot_) {
+    slot_ = new Slot;
+    slot_->device = device;
+  }
+  if (KernelStatus st = prepare(*slot_, matrices); !st)
+    return st;
+  flags_ = CallFlags{slot_->amax, slot_->deviceError, slot_->epoch};
+  return {};
+}
+
+bool CallWords::sawNonFinite() const { return __atomic_load_n(slot_->hostError, __ATOMIC_ACQUIRE) == flags_.epoch; }
+
+KernelStatus CallWords::copyAmaxBack(cudaStream_t stream) {
+  CKPTMAP_CUDA_TRY(cudaMemcpyAsync(slot_->hostAmax, slot_->amax, sizeof(unsigned long long), cudaMemcpyDeviceToHost, stream));
+  return {};
+}
+
+uint32_t CallWords::copiedAmaxBits() const { return CallFlags::bitsOf(*slot_->hostAmax, flags_.epoch); }
 
 } // namespace detail
 

@@ -18,8 +18,9 @@
 // scales, an NVFP4 group whose divisor is 0) leave the fast path for element-by-element code,
 // and loops whose bodies carry such code stay rolled where they can (an unrolled one spends
 // its time on instruction fetch).
-// A NaN/Inf in the input shows up as an amax >= 0x7F800000 or a flag set by a block kernel; the
-// launcher then finds the first offending element with one more kernel (error path only).
+// A NaN/Inf in the input sets the call's error word (CallWords), from the amax pass or the
+// quantizer; the launcher then finds the first offending element with one more kernel (error
+// path only).
 #include "kernels/Convert.h"
 #include "kernels/Cuda.h"
 #include "kernels/Errors.h"
@@ -30,7 +31,6 @@
 #include <cuda_pipeline.h>
 
 #include <type_traits>
-#include <vector>
 
 namespace ckptmap::cuda {
 namespace {
@@ -44,7 +44,7 @@ constexpr uint32_t kNonFiniteBits = 0x7F800000u;
 /// Four packs in flight per thread: a read-only pass keeps up with memory only with many
 /// loads outstanding.
 template <int V, class T>
-__global__ void __launch_bounds__(kThreads) amaxKernel(const T* __restrict__ in, size_t perExpert, uint32_t* __restrict__ amaxBits) {
+__global__ void __launch_bounds__(kThreads) amaxKernel(const T* __restrict__ in, size_t perExpert, CallFlags flags) {
   constexpr int kLoads = 4;
   const T* base = in + blockIdx.y * perExpert;
   uint32_t m = 0;
@@ -63,8 +63,11 @@ __global__ void __launch_bounds__(kThreads) amaxKernel(const T* __restrict__ in,
   for (size_t i = packs * V + globalThread(); i < perExpert; i += stride)
     m = max(m, fp::absBits(toF32(base[i])));
   m = blockMax(m);
-  if (threadIdx.x == 0 && m)
-    atomicMax(&amaxBits[blockIdx.y], m);
+  if (threadIdx.x == 0 && m) {
+    flags.raiseAmax(blockIdx.y, m);
+    if (m >= kNonFiniteBits)
+      flags.flagNonFinite();
+  }
 }
 
 template <class T>
@@ -76,16 +79,19 @@ __global__ void firstNonFiniteKernel(const T* __restrict__ in, size_t n, unsigne
 
 // ---- per-expert scalars -------------------------------------------------------------------
 
-/// Each matrix's scale, from its amax bits (after the amax pass) or given: the quantizers
-/// compute it where they use it, which saves a launch between the two passes.
+/// Each matrix's scale, from its amax (after the amax pass) or given: the quantizers compute it
+/// where they use it, which saves a launch between the two passes.
 struct MatrixScale {
-  const uint32_t* amaxBits;
   bool given;
   float value;
   /// NVFP4's weight_scale_2: given, or amax / 2688.
-  __device__ float nvfp4(size_t e) const { return given ? value : qmath::nvfp4GlobalScale(fp::floatOf(amaxBits[e])); }
+  __device__ float nvfp4(const CallFlags& f, size_t e) const {
+    return given ? value : qmath::nvfp4GlobalScale(fp::floatOf(f.amaxBits(e)));
+  }
   /// FP8's scale: given, or amax / 448 (0 -> 1).
-  __device__ float fp8(size_t e) const { return given ? value : qmath::fp8Scale(fp::floatOf(amaxBits[e])); }
+  __device__ float fp8(const CallFlags& f, size_t e) const {
+    return given ? value : qmath::fp8Scale(fp::floatOf(f.amaxBits(e)));
+  }
 };
 
 // ---- NVFP4 ------------------------------------------------------------------------------------
@@ -99,13 +105,13 @@ template <bool kVec, class T>
 __global__ void __launch_bounds__(kThreads)
     nvfp4QuantKernel(const T* __restrict__ in, size_t groupsPerExpert, MatrixScale matrixScale,
                      float* __restrict__ globalOut, uint8_t* __restrict__ packed, uint8_t* __restrict__ scales,
-                     uint32_t* __restrict__ badFlag) {
+                     CallFlags flags) {
   constexpr bool kPairs = kVec && std::is_same_v<T, bf16_t>;
   static_assert(sizeof(E2m1Bf16Thresholds) == kE2m1ThresholdWords * 4);
   __shared__ uint4 table[256][kE2m1ThresholdWords / 4];
   __shared__ float divisors[256];
   const size_t expert = blockIdx.y;
-  const float ws2 = matrixScale.nvfp4(expert), ws2Times6 = fp::mul(qmath::kE2m1Max, ws2);
+  const float ws2 = matrixScale.nvfp4(flags, expert), ws2Times6 = fp::mul(qmath::kE2m1Max, ws2);
   if (blockIdx.x == 0 && threadIdx.x == 0)
     globalOut[expert] = ws2;
   for (unsigned code = threadIdx.x; code < 256; code += blockDim.x) {
@@ -156,7 +162,7 @@ __global__ void __launch_bounds__(kThreads)
     // unless the global scale was given.
     auto start = [&](uint32_t bmax, uint32_t* w) {
       if (bmax >= kNonFiniteBits)
-        atomicOr(badFlag, 1u);
+        flags.flagNonFinite();
       const uint8_t s = nvfp4BlockScaleBy(fp::floatOf(bmax), scaleDivisor);
       scales[g] = s;
       memcpy(w, table[s], kE2m1ThresholdWords * 4);
@@ -227,11 +233,11 @@ __global__ void __launch_bounds__(kThreads)
 template <int V, bool kFlagNonFinite, class T>
 __global__ void __launch_bounds__(kThreads)
     fp8QuantKernel(const T* __restrict__ in, size_t experts, size_t perExpert, MatrixScale matrixScale,
-                   float* __restrict__ scaleOut, uint8_t* __restrict__ q, uint32_t* __restrict__ badFlag) {
+                   float* __restrict__ scaleOut, uint8_t* __restrict__ q, CallFlags flags) {
   constexpr int kLoads = V > 1 ? 2 : 1;
   constexpr size_t kStep = 32 * kLoads; // packs per warp and step
   for (size_t e = globalThread(); e < experts; e += gridThreads())
-    scaleOut[e] = matrixScale.fp8(e);
+    scaleOut[e] = matrixScale.fp8(flags, e);
   size_t expert = SIZE_MAX; // the scale and its reciprocal are taken once per expert a thread meets
   Fp8Divisor s{};
   const size_t total = experts * perExpert, packs = total / V, lane = threadIdx.x & 31, stride = (gridThreads() >> 5) * kStep;
@@ -253,12 +259,12 @@ __global__ void __launch_bounds__(kThreads)
       if (i >= total)
         continue;
       if (const size_t e = expertOf(i, perExpert, total); e != expert) {
-        s = fp8Divisor(matrixScale.fp8(e));
+        s = fp8Divisor(matrixScale.fp8(flags, e));
         expert = e;
       }
       const Pack<T, V> x = elementsOf<T, V>(a[k]);
       if (kFlagNonFinite && packMaxAbsBits(x) >= kNonFiniteBits) // else the amax pass found them
-        atomicOr(badFlag, 1u);
+        flags.flagNonFinite();
       storeN<(V > 1), V>(q + i, fp8QuantOf(x, s));
     }
 #pragma unroll
@@ -302,7 +308,7 @@ template <class P> __device__ __forceinline__ void copyToShared(P* dst, const P*
 template <int V, class T>
 __global__ void __launch_bounds__(256)
     fp8BlockQuantKernel(const T* __restrict__ in, size_t rows, size_t cols, bool bf16Scale, void* __restrict__ scaleOut,
-                        uint8_t* __restrict__ q, uint32_t* __restrict__ badFlag) {
+                        uint8_t* __restrict__ q, CallFlags flags) {
   constexpr int kTpr = 128 / V;      // threads per tile row
   constexpr int kRpp = 256 / kTpr;   // tile rows per pass
   constexpr int kPasses = 128 / kRpp;
@@ -324,7 +330,7 @@ __global__ void __launch_bounds__(256)
   m = blockMax(m);
   if (m >= kNonFiniteBits) {
     if (threadIdx.x == 0)
-      atomicOr(badFlag, 1u);
+      flags.flagNonFinite();
     return;
   }
   const size_t si = (static_cast<size_t>(blockIdx.z) * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
@@ -350,12 +356,12 @@ __global__ void __launch_bounds__(256)
 /// kernel gets without asking.
 template <int V, class T>
 KernelStatus launchFp8BlockQuant(dim3 grid, const T* in, size_t rows, size_t cols, bool bf16Scale, void* scaleOut,
-                                 uint8_t* q, uint32_t* badFlag, cudaStream_t s) {
+                                 uint8_t* q, const CallFlags& flags, cudaStream_t s) {
   constexpr size_t kTileBytes = 128 * 128 * sizeof(T);
   if constexpr (kTileBytes > 48 * 1024)
     CKPTMAP_CUDA_TRY(cudaFuncSetAttribute(fp8BlockQuantKernel<V, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(kTileBytes)));
-  fp8BlockQuantKernel<V><<<grid, 256, kTileBytes, s>>>(in, rows, cols, bf16Scale, scaleOut, q, badFlag);
+  fp8BlockQuantKernel<V><<<grid, 256, kTileBytes, s>>>(in, rows, cols, bf16Scale, scaleOut, q, flags);
   CKPTMAP_CUDA_CHECK_LAUNCH();
   return {};
 }
@@ -387,13 +393,13 @@ __global__ void __launch_bounds__(kThreads)
 template <bool kVec, class T>
 __global__ void __launch_bounds__(kThreads)
     mxfp8QuantKernel(const T* __restrict__ in, size_t groups, uint8_t* __restrict__ q, uint8_t* __restrict__ scales,
-                     uint32_t* __restrict__ badFlag) {
+                     CallFlags flags) {
   for (size_t g = globalThread(); g < groups; g += gridThreads()) {
     float v[32];
     loadF32<kVec, 32>(in + g * 32, v);
     const uint32_t bmax = maxAbsBits<32>(v);
     if (bmax >= kNonFiniteBits) {
-      atomicOr(badFlag, 1u);
+      flags.flagNonFinite();
       continue;
     }
     const uint8_t ex = qmath::mxfp8Exponent(bmax);
@@ -466,12 +472,10 @@ KernelStatus quantizeImpl(const T* in, size_t experts, size_t rows, size_t cols,
   const size_t perExpert = rows * cols, n = experts * perExpert;
   const bool inVec = aligned(in, 16);
 
-  DeviceBuffer scratch(s); // amax bits per expert, then the block kernels' error flag
-  if (KernelStatus st = scratch.allocate((experts + 1) * sizeof(uint32_t)); !st)
+  CallWords words;
+  if (KernelStatus st = words.acquire(experts); !st)
     return st;
-  uint32_t* amaxBits = scratch.as<uint32_t>();
-  uint32_t* badFlag = amaxBits + experts;
-  CKPTMAP_CUDA_TRY(cudaMemsetAsync(scratch.get(), 0, (experts + 1) * sizeof(uint32_t), s));
+  const CallFlags& flags = words.flags();
 
   // A per-matrix scale comes from the matrix's amax unless it is given; the quantizers flag a
   // NaN/Inf themselves, so a given scale takes one pass over the input.
@@ -481,14 +485,14 @@ KernelStatus quantizeImpl(const T* in, size_t experts, size_t rows, size_t cols,
     const bool vec = inVec && (perExpert * sizeof(T)) % 16 == 0;
     const dim3 grid(static_cast<unsigned>(gridFor((vec ? perExpert / V : perExpert) + 1)), static_cast<unsigned>(experts));
     if (vec)
-      amaxKernel<V><<<grid, kThreads, 0, s>>>(in, perExpert, amaxBits);
+      amaxKernel<V><<<grid, kThreads, 0, s>>>(in, perExpert, flags);
     else
-      amaxKernel<1><<<grid, kThreads, 0, s>>>(in, perExpert, amaxBits);
+      amaxKernel<1><<<grid, kThreads, 0, s>>>(in, perExpert, flags);
     CKPTMAP_CUDA_CHECK_LAUNCH();
   }
 
   uint8_t* data = static_cast<uint8_t*>(out.data);
-  const MatrixScale matrixScale{amaxBits, opt.globalScale.has_value(), opt.globalScale.value_or(0.0f)};
+  const MatrixScale matrixScale{opt.globalScale.has_value(), opt.globalScale.value_or(0.0f)};
   switch (out.format) {
   case QuantFormat::Nvfp4: {
     // Launched even for empty matrices, which still get their global scale.
@@ -497,9 +501,9 @@ KernelStatus quantizeImpl(const T* in, size_t experts, size_t rows, size_t cols,
       auto* scales = static_cast<uint8_t*>(out.scale);
       const dim3 grid(static_cast<unsigned>(gridFor(groupsPerExpert)), static_cast<unsigned>(experts));
       if (inVec && aligned(data, 8))
-        nvfp4QuantKernel<true><<<grid, kThreads, 0, s>>>(in, groupsPerExpert, matrixScale, out.globalScale, data, scales, badFlag);
+        nvfp4QuantKernel<true><<<grid, kThreads, 0, s>>>(in, groupsPerExpert, matrixScale, out.globalScale, data, scales, flags);
       else
-        nvfp4QuantKernel<false><<<grid, kThreads, 0, s>>>(in, groupsPerExpert, matrixScale, out.globalScale, data, scales, badFlag);
+        nvfp4QuantKernel<false><<<grid, kThreads, 0, s>>>(in, groupsPerExpert, matrixScale, out.globalScale, data, scales, flags);
       CKPTMAP_CUDA_CHECK_LAUNCH();
     }
     break;
@@ -514,9 +518,9 @@ KernelStatus quantizeImpl(const T* in, size_t experts, size_t rows, size_t cols,
       auto launch = [&](auto flag) {
         constexpr bool kFlag = decltype(flag)::value;
         if (vec)
-          fp8QuantKernel<V, kFlag><<<gridFor(n / V), kThreads, 0, s>>>(in, experts, perExpert, matrixScale, scale, data, badFlag);
+          fp8QuantKernel<V, kFlag><<<gridFor(n / V), kThreads, 0, s>>>(in, experts, perExpert, matrixScale, scale, data, flags);
         else
-          fp8QuantKernel<1, kFlag><<<gridFor(n), kThreads, 0, s>>>(in, experts, perExpert, matrixScale, scale, data, badFlag);
+          fp8QuantKernel<1, kFlag><<<gridFor(n), kThreads, 0, s>>>(in, experts, perExpert, matrixScale, scale, data, flags);
       };
       if (opt.globalScale)
         launch(std::true_type{});
@@ -532,8 +536,8 @@ KernelStatus quantizeImpl(const T* in, size_t experts, size_t rows, size_t cols,
       const bool bf16 = out.scaleType == DType::BF16;
       constexpr int V = packOf<T>();
       const KernelStatus st = inVec && aligned(data, V) && cols % V == 0
-                                  ? launchFp8BlockQuant<V>(grid, in, rows, cols, bf16, out.scale, data, badFlag, s)
-                                  : launchFp8BlockQuant<1>(grid, in, rows, cols, bf16, out.scale, data, badFlag, s);
+                                  ? launchFp8BlockQuant<V>(grid, in, rows, cols, bf16, out.scale, data, flags, s)
+                                  : launchFp8BlockQuant<1>(grid, in, rows, cols, bf16, out.scale, data, flags, s);
       if (!st)
         return st;
     }
@@ -544,22 +548,17 @@ KernelStatus quantizeImpl(const T* in, size_t experts, size_t rows, size_t cols,
     if (groups) {
       auto* scales = static_cast<uint8_t*>(out.scale);
       if (inVec && aligned(data, 16))
-        mxfp8QuantKernel<true><<<gridFor(groups), kThreads, 0, s>>>(in, groups, data, scales, badFlag);
+        mxfp8QuantKernel<true><<<gridFor(groups), kThreads, 0, s>>>(in, groups, data, scales, flags);
       else
-        mxfp8QuantKernel<false><<<gridFor(groups), kThreads, 0, s>>>(in, groups, data, scales, badFlag);
+        mxfp8QuantKernel<false><<<gridFor(groups), kThreads, 0, s>>>(in, groups, data, scales, flags);
       CKPTMAP_CUDA_CHECK_LAUNCH();
     }
     break;
   }
   }
 
-  std::vector<uint32_t> host(experts + 1);
-  CKPTMAP_CUDA_TRY(cudaMemcpyAsync(host.data(), scratch.get(), host.size() * sizeof(uint32_t), cudaMemcpyDeviceToHost, s));
   CKPTMAP_CUDA_TRY(cudaStreamSynchronize(s));
-  bool bad = host[experts] != 0;
-  for (size_t e = 0; e < experts; ++e)
-    bad = bad || host[e] >= kNonFiniteBits;
-  if (bad)
+  if (words.sawNonFinite())
     return locateNonFinite(in, experts, perExpert, out.format == QuantFormat::Fp8Tensor ? 0 : cols, expertPrefix, s);
   return {};
 }
@@ -636,24 +635,23 @@ KernelStatus amax(DType in, const void* src, size_t n, float& result, void* stre
     using T = typename decltype(tag)::type;
     const T* p = static_cast<const T*>(src);
     status = [&]() -> KernelStatus {
-      DeviceBuffer bits(s);
-      if (KernelStatus st = bits.allocate(sizeof(uint32_t)); !st)
+      CallWords words;
+      if (KernelStatus st = words.acquire(1); !st)
         return st;
-      CKPTMAP_CUDA_TRY(cudaMemsetAsync(bits.get(), 0, sizeof(uint32_t), s));
       constexpr int V = packOf<T>();
       if (n) {
         if (aligned(p, 16))
-          amaxKernel<V><<<dim3(static_cast<unsigned>(gridFor(n / V + 1)), 1), kThreads, 0, s>>>(p, n, bits.as<uint32_t>());
+          amaxKernel<V><<<dim3(static_cast<unsigned>(gridFor(n / V + 1)), 1), kThreads, 0, s>>>(p, n, words.flags());
         else
-          amaxKernel<1><<<dim3(static_cast<unsigned>(gridFor(n)), 1), kThreads, 0, s>>>(p, n, bits.as<uint32_t>());
+          amaxKernel<1><<<dim3(static_cast<unsigned>(gridFor(n)), 1), kThreads, 0, s>>>(p, n, words.flags());
         CKPTMAP_CUDA_CHECK_LAUNCH();
       }
-      uint32_t host = 0;
-      CKPTMAP_CUDA_TRY(cudaMemcpyAsync(&host, bits.get(), sizeof host, cudaMemcpyDeviceToHost, s));
+      if (KernelStatus st = words.copyAmaxBack(s); !st)
+        return st;
       CKPTMAP_CUDA_TRY(cudaStreamSynchronize(s));
-      if (host >= kNonFiniteBits)
+      if (words.sawNonFinite())
         return locateNonFinite(p, 1, n, 0, false, s);
-      result = fp::floatOf(host);
+      result = fp::floatOf(words.copiedAmaxBits());
       return {};
     }();
   });
