@@ -69,7 +69,7 @@ KernelStatus prepare(CallWords::Slot& slot, size_t matrices) {
     slot.deviceError = static_cast<uint32_t*>(alias);
   }
   bool clear = ++slot.epoch == 0; // after 2^32 calls an old word could pass for a new one
-  if (slot.capacity < matrices) {
+  if (!slot.amax || slot.capacity < matrices) {
     const size_t want = std::max<size_t>({matrices, 2 * slot.capacity, 64});
     if (slot.amax)
       CKPTMAP_CUDA_TRY(cudaFree(slot.amax));
