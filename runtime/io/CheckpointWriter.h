@@ -13,6 +13,7 @@
 
 #include "llvm/ADT/ArrayRef.h"
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -77,6 +78,7 @@ private:
   llvm::Error createFiles();
   llvm::Error checkComplete() const;
   void discard();
+  void noteWritten(size_t shard, uint64_t bytes);
 
   /// Byte ranges written so far of one tensor, sorted and merged.
   struct Progress {
@@ -89,6 +91,8 @@ private:
   ShardLayout layout_;
   std::unique_ptr<OutputDir> dir_;
   std::vector<int> fds_; ///< per shard
+  /// Per shard: bytes written since its writeback was last started.
+  std::unique_ptr<std::atomic<uint64_t>[]> unflushed_;
   mutable std::mutex mutex_; ///< guards progress_
   std::vector<Progress> progress_;
   bool finished_ = false;

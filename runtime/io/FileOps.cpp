@@ -36,6 +36,14 @@ llvm::Error pwriteAll(int fd, llvm::StringRef path, llvm::ArrayRef<uint8_t> byte
   return llvm::Error::success();
 }
 
+void startWriteback(int fd) {
+#ifdef __linux__
+  (void)::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#else
+  (void)fd;
+#endif
+}
+
 llvm::Error allocateFile(int fd, llvm::StringRef path, uint64_t size) {
   if (size == 0)
     return llvm::Error::success();

@@ -25,6 +25,10 @@ llvm::Error copyRangeAll(int inFd, uint64_t inOffset, int fd, llvm::StringRef pa
 /// Sizes a new file. fallocate reserves the blocks, so a full disk shows now rather than
 /// after hours of conversion; where the file system cannot, a sparse ftruncate does.
 llvm::Error allocateFile(int fd, llvm::StringRef path, uint64_t size);
+/// Asks the kernel to start writing `fd`'s dirty pages to disk now, without waiting for them
+/// (Linux's sync_file_range; elsewhere nothing). Advisory: the final fsync still decides, and
+/// reports any error.
+void startWriteback(int fd);
 /// Creates `path` (which must not exist) holding `contents`, synced to disk.
 llvm::Error writeNewFile(llvm::StringRef path, llvm::StringRef contents);
 /// Copies the file `from` (following symbolic links) to the new file `to`, synced to disk.
