@@ -17,14 +17,6 @@
 #include <unistd.h>
 
 namespace ckptmap {
-namespace {
-
-/// Each shard's writeback is started once this much more of it is written: the disk then
-/// works while the conversion does, instead of all the output waiting for finish()'s fsync
-/// (with much memory, the kernel's own threshold can exceed the whole output).
-constexpr uint64_t kWritebackBytes = uint64_t(64) << 20;
-
-} // namespace
 
 uint64_t CheckpointWriter::Progress::covered() const {
   uint64_t n = 0;
@@ -57,7 +49,7 @@ llvm::Expected<std::unique_ptr<CheckpointWriter>> CheckpointWriter::create(
 }
 
 llvm::Error CheckpointWriter::createFiles() {
-  unflushed_ = std::make_unique<std::atomic<uint64_t>[]>(layout_.shards.size());
+  pacers_ = std::make_unique<WritebackPacer[]>(layout_.shards.size());
   for (const ShardPlan &shard : layout_.shards) {
     std::string path = joinPath(tempDir(), shard.fileName);
     // The shares of one output open the same files, and write the same header.
@@ -143,16 +135,8 @@ llvm::Error CheckpointWriter::writePart(size_t tensorIndex, uint64_t offset,
                  ranges.end());
     return e;
   }
-  noteWritten(place.shard, bytes.size());
+  pacers_[place.shard].written(fds_[place.shard], bytes.size());
   return llvm::Error::success();
-}
-
-void CheckpointWriter::noteWritten(size_t shard, uint64_t bytes) {
-  std::atomic<uint64_t> &n = unflushed_[shard];
-  // One of the writers crossing the threshold together takes the count and starts it.
-  if (n.fetch_add(bytes, std::memory_order_relaxed) + bytes >= kWritebackBytes &&
-      n.exchange(0, std::memory_order_relaxed) >= kWritebackBytes)
-    startWriteback(fds_[shard]);
 }
 
 void CheckpointWriter::addFile(std::string name, std::string contents) {

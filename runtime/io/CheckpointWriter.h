@@ -7,13 +7,13 @@
 // destroyed before that, or a SIGINT/SIGTERM/SIGHUP, leaves nothing behind.
 #pragma once
 
+#include "runtime/io/FileOps.h"
 #include "runtime/io/OutputDir.h"
 #include "runtime/io/ShardLayout.h"
 #include "runtime/io/TensorSink.h"
 
 #include "llvm/ADT/ArrayRef.h"
 
-#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -78,7 +78,6 @@ private:
   llvm::Error createFiles();
   llvm::Error checkComplete() const;
   void discard();
-  void noteWritten(size_t shard, uint64_t bytes);
 
   /// Byte ranges written so far of one tensor, sorted and merged.
   struct Progress {
@@ -91,8 +90,7 @@ private:
   ShardLayout layout_;
   std::unique_ptr<OutputDir> dir_;
   std::vector<int> fds_; ///< per shard
-  /// Per shard: bytes written since its writeback was last started.
-  std::unique_ptr<std::atomic<uint64_t>[]> unflushed_;
+  std::unique_ptr<WritebackPacer[]> pacers_; ///< per shard
   mutable std::mutex mutex_; ///< guards progress_
   std::vector<Progress> progress_;
   bool finished_ = false;

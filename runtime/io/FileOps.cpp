@@ -36,7 +36,11 @@ llvm::Error pwriteAll(int fd, llvm::StringRef path, llvm::ArrayRef<uint8_t> byte
   return llvm::Error::success();
 }
 
-void startWriteback(int fd) {
+void WritebackPacer::written(int fd, uint64_t bytes) {
+  // Of the writers crossing the threshold together, the one that takes the count starts it.
+  if (unflushed_.fetch_add(bytes, std::memory_order_relaxed) + bytes < kBytes ||
+      unflushed_.exchange(0, std::memory_order_relaxed) < kBytes)
+    return;
 #ifdef __linux__
   (void)::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 #else

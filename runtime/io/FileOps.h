@@ -7,6 +7,7 @@
 #include "llvm/ADT/Twine.h"
 #include "llvm/Support/Error.h"
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -25,10 +26,18 @@ llvm::Error copyRangeAll(int inFd, uint64_t inOffset, int fd, llvm::StringRef pa
 /// Sizes a new file. fallocate reserves the blocks, so a full disk shows now rather than
 /// after hours of conversion; where the file system cannot, a sparse ftruncate does.
 llvm::Error allocateFile(int fd, llvm::StringRef path, uint64_t size);
-/// Asks the kernel to start writing `fd`'s dirty pages to disk now, without waiting for them
-/// (Linux's sync_file_range; elsewhere nothing). Advisory: the final fsync still decides, and
-/// reports any error.
-void startWriteback(int fd);
+/// Starts a file's writeback each time 64 MiB more of it is written, so the disk writes while
+/// a conversion runs rather than all at its final fsync (with much memory, the kernel's own
+/// threshold can exceed a whole output). Linux's sync_file_range, which does not wait; advisory:
+/// the final fsync still decides, and reports any error. Writers may call it concurrently.
+class WritebackPacer {
+public:
+  static constexpr uint64_t kBytes = uint64_t(64) << 20;
+  void written(int fd, uint64_t bytes);
+
+private:
+  std::atomic<uint64_t> unflushed_{0};
+};
 /// Creates `path` (which must not exist) holding `contents`, synced to disk.
 llvm::Error writeNewFile(llvm::StringRef path, llvm::StringRef contents);
 /// Copies the file `from` (following symbolic links) to the new file `to`, synced to disk.

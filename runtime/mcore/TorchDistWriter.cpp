@@ -301,6 +301,7 @@ llvm::Expected<std::unique_ptr<TorchDistWriter>> TorchDistWriter::create(const s
   // the tensors' chunks, each rank's file in that order. Archive sizes do not depend on the
   // data, so the layout is fixed before any tensor arrives.
   w->ranks_.resize(opt.ranks);
+  w->pacers_ = std::make_unique<WritebackPacer[]>(opt.ranks);
   for (const DistWriteEntry &e : w->entries_)
     w->pieceOffset_.emplace_back(e.chunks.size(), 0);
   for (bool tensors : {false, true})
@@ -342,10 +343,12 @@ llvm::Expected<std::unique_ptr<TorchDistWriter>> TorchDistWriter::create(const s
 llvm::Error TorchDistWriter::writePiece(size_t entry, size_t chunk, llvm::ArrayRef<uint8_t> data, bool isTensor) {
   const DistWriteEntry &e = entries_[entry];
   const RankFile &rf = ranks_[e.chunkRanks[chunk]];
+  WritebackPacer &pacer = pacers_[e.chunkRanks[chunk]];
   uint64_t at = pieceOffset_[entry][chunk];
   auto sink = [&](llvm::ArrayRef<uint8_t> bytes) -> llvm::Error {
     if (auto err = pwriteAll(rf.fd, rf.path, bytes, at))
       return err;
+    pacer.written(rf.fd, bytes.size());
     at += bytes.size();
     return llvm::Error::success();
   };

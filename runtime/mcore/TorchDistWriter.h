@@ -9,6 +9,7 @@
 
 #include "compiler/TensorMeta.h"
 #include "runtime/io/TensorSource.h"
+#include "runtime/io/FileOps.h"
 #include "runtime/io/OutputDir.h"
 #include "runtime/mcore/Chunks.h"
 
@@ -125,6 +126,7 @@ private:
   std::vector<std::vector<uint64_t>> pieceOffset_; ///< per entry, per chunk: where in its rank's file
   std::mutex mutex_;                               ///< guards written_
   std::vector<RankFile> ranks_;
+  std::unique_ptr<WritebackPacer[]> pacers_; ///< per rank file
   bool failed_ = false;
 };
 
