@@ -203,7 +203,7 @@ def run_timed(cmd, out):
 
 def compile_plan(ckptmap, rulebook, inp, path):
     cmd = [ckptmap, "compile"] + ([rulebook] if rulebook else []) + \
-          ["--from", "hf", "--to", "mcore", inp, "-o", path, "-q"]
+          ["--from", "hf", "--to", "mcore", "--mcore-format", "safetensors", inp, "-o", path, "-q"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stdout}{r.stderr}")
@@ -214,7 +214,10 @@ def compile_plan(ckptmap, rulebook, inp, path):
 def run_command(ckptmap, rulebook, inp, opts):
     """OUT -> the ckptmap run command line."""
     rb = [rulebook] if rulebook else []
-    return lambda out: [ckptmap, "run"] + rb + ["--from", "hf", "--to", "mcore", inp, out] + opts
+    # Safetensors shards, as compile_plan plans them and the verification reads them (MCore's
+    # default is torch_dist).
+    return lambda out: [ckptmap, "run"] + rb + ["--from", "hf", "--to", "mcore", "--mcore-format", "safetensors",
+                                                inp, out] + opts
 
 
 def main():
