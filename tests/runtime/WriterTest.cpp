@@ -234,6 +234,43 @@ TEST_CASE("writer: deterministic whatever the write order and thread count") {
     CHECK_MESSAGE(readFile(dir / "a/" + f) == readFile(dir / "b/" + f), f);
 }
 
+TEST_CASE("writer: parts past the writeback threshold, from several threads, land byte for byte") {
+  // Two shards of 80 MiB, each crossing WritebackPacer::kBytes once, written in 4 MiB parts
+  // that three threads take in turn.
+  constexpr size_t kTensor = 80u << 20, kPart = 4u << 20;
+  static_assert(kTensor > WritebackPacer::kBytes);
+  TempDir dir;
+  WriteOptions options;
+  options.outDir = dir / "out";
+  options.maxShardSize = kTensor + (1u << 20);
+  auto w = requireValue(CheckpointWriter::create({meta("a", DType::U8, {kTensor}), meta("b", DType::U8, {kTensor})}, options));
+  const std::vector<uint8_t> a = pattern(kTensor, 3), b = pattern(kTensor, 5);
+  std::atomic<size_t> next{0};
+  std::atomic<bool> ok{true};
+  auto worker = [&] {
+    for (size_t k; (k = next++) < 2 * kTensor / kPart;) {
+      const size_t tensor = k % 2, offset = k / 2 * kPart;
+      const std::vector<uint8_t> &bytes = tensor ? b : a;
+      if (llvm::Error e = w->writePart(tensor, offset, llvm::ArrayRef<uint8_t>(bytes).slice(offset, kPart))) {
+        llvm::consumeError(std::move(e));
+        ok = false;
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < 3; ++t)
+    pool.emplace_back(worker);
+  for (std::thread &t : pool)
+    t.join();
+  REQUIRE(ok);
+  requireOk(w->finish());
+  CHECK(listDir(dir / "out").size() == 3); // two shards and the index
+  auto back = requireValue(openSafetensors(dir / "out"));
+  REQUIRE(back->tensors().size() == 2);
+  CHECK(requireValue(back->read(back->tensors()[0])).bytes() == llvm::ArrayRef<uint8_t>(a));
+  CHECK(requireValue(back->read(back->tensors()[1])).bytes() == llvm::ArrayRef<uint8_t>(b));
+}
+
 TEST_CASE("writer: single shard is model.safetensors without index; addFile overrides") {
   TempDir dir;
   WriteOptions options;
