@@ -123,7 +123,8 @@ struct CallFlags {
 
 /// A quantize call's CallFlags, taken from a per-device pool for the length of the call: a call
 /// then costs its launches and one synchronisation, with no allocation, clearing or copy back.
-/// The destructor returns them; the stream must be synchronised by then.
+/// The destructor returns them. A call that returns early may leave kernels writing them; those
+/// writes carry its epoch, which the next call's words do not.
 class CallWords {
 public:
   CallWords() = default;

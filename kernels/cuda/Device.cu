@@ -55,8 +55,8 @@ namespace {
 std::mutex freeSlotsMutex;
 std::vector<CallWords::Slot*> freeSlots;
 
-/// Brings `slot` to `matrices` words and a new epoch. Its words are idle: the last call that
-/// used them synchronised before giving them back.
+/// Brings `slot` to `matrices` words and a new epoch. Clearing or replacing the words first waits
+/// for the device: kernels of a call that returned early may still be writing them.
 KernelStatus prepare(CallWords::Slot& slot, size_t matrices) {
   if (!slot.hostError) {
     void* host = nullptr;
@@ -80,6 +80,7 @@ KernelStatus prepare(CallWords::Slot& slot, size_t matrices) {
     clear = true;
   }
   if (clear) {
+    CKPTMAP_CUDA_TRY(cudaDeviceSynchronize());
     CKPTMAP_CUDA_TRY(cudaMemset(slot.amax, 0, slot.capacity * sizeof(unsigned long long)));
     CKPTMAP_CUDA_TRY(cudaDeviceSynchronize());
     __atomic_store_n(slot.hostError, 0u, __ATOMIC_RELEASE);
