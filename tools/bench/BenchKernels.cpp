@@ -117,9 +117,14 @@ int main(int argc, char** argv) {
   const double copy = timeDevice(reps, [&] { cudaMemcpyAsync(dst, src, n * 2, cudaMemcpyDeviceToDevice); });
   const double copyBw = 2.0 * n * 2 / copy;
   std::fprintf(stderr, "device-to-device copy: %.1f GB/s (read + write)\n", copyBw / 1e9);
-  auto kernel = [&](const std::string& op, double bytes, const std::function<void()>& f, double reread = 0) {
-    report("kernel", op, timeDevice(reps, f), bytes, copyBw, "d2d copy", reread);
+  // A row of `kind`: a whole call ("kernel", compared with torch by bench_gpu.py) or one of a
+  // call's passes ("pass").
+  auto timed = [&](const char* kind) {
+    return [&, kind](const std::string& op, double bytes, const std::function<void()>& f, double reread = 0) {
+      report(kind, op, timeDevice(reps, f), bytes, copyBw, "d2d copy", reread);
+    };
   };
+  const auto kernel = timed("kernel"), pass = timed("pass");
 
   const double in = n * 2.0;
   const QuantOut nv{QuantFormat::Nvfp4, dst, scale, DType::F32, static_cast<float*>(global)};
@@ -136,9 +141,6 @@ int main(int argc, char** argv) {
   });
   // The two passes apart; the second alone is a quantization with the scale given
   // (QuantOptions::globalScale, e.g. a calibrated one).
-  auto pass = [&](const std::string& op, double bytes, const std::function<void()>& f, double reread = 0) {
-    report("pass", op, timeDevice(reps, f), bytes, copyBw, "d2d copy", reread);
-  };
   float amaxValue = 0;
   pass("amax bf16", in, [&] { require(cuda::amax(DType::BF16, src, n, amaxValue), "amax"); });
   QuantOptions given;

@@ -201,9 +201,12 @@ def run_timed(cmd, out):
 
 # ---- main ----------------------------------------------------------------------------------
 
+# Safetensors shards, which the verification reads (MCore's default output is torch_dist).
+CONVERSION = ["--from", "hf", "--to", "mcore", "--mcore-format", "safetensors"]
+
+
 def compile_plan(ckptmap, rulebook, inp, path):
-    cmd = [ckptmap, "compile"] + ([rulebook] if rulebook else []) + \
-          ["--from", "hf", "--to", "mcore", "--mcore-format", "safetensors", inp, "-o", path, "-q"]
+    cmd = [ckptmap, "compile"] + ([rulebook] if rulebook else []) + CONVERSION + [inp, "-o", path, "-q"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stdout}{r.stderr}")
@@ -214,10 +217,7 @@ def compile_plan(ckptmap, rulebook, inp, path):
 def run_command(ckptmap, rulebook, inp, opts):
     """OUT -> the ckptmap run command line."""
     rb = [rulebook] if rulebook else []
-    # Safetensors shards, as compile_plan plans them and the verification reads them (MCore's
-    # default is torch_dist).
-    return lambda out: [ckptmap, "run"] + rb + ["--from", "hf", "--to", "mcore", "--mcore-format", "safetensors",
-                                                inp, out] + opts
+    return lambda out: [ckptmap, "run"] + rb + CONVERSION + [inp, out] + opts
 
 
 def main():
